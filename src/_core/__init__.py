@@ -1,0 +1,1 @@
+"""Compiled kernels of maskdec (private: call them through maskdec.lut)."""

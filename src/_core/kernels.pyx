@@ -1,0 +1,87 @@
+# cython: language_level=3
+"""Pixel loops of maskdec. Callers validate shapes, dtypes and allocate `out`.
+
+Every function here only loops; it releases the GIL and accepts strided,
+read-only input.
+"""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
+
+ctypedef fused label_t:
+    uint8_t
+    uint16_t
+
+ctypedef fused gray_t:
+    uint8_t
+    uint16_t
+
+
+def map_rgb(const uint8_t[:, :, :] image, const label_t[::1] lut, label_t[:, :] out):
+    """out[i, j] = lut[r << 16 | g << 8 | b] for the pixel (r, g, b) at image[i, j]."""
+    cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
+    cdef Py_ssize_t sj = image.strides[1], sc = image.strides[2]
+    cdef const uint8_t* row
+    cdef uint32_t key
+    with nogil:
+        for i in range(h):
+            row = &image[i, 0, 0]
+            if sj == 3 and sc == 1:
+                for j in range(w):
+                    key = (<uint32_t>row[3 * j] << 16) | (<uint32_t>row[3 * j + 1] << 8) | row[3 * j + 2]
+                    out[i, j] = lut[key]
+            else:
+                for j in range(w):
+                    key = ((<uint32_t>row[j * sj] << 16) | (<uint32_t>row[j * sj + sc] << 8)
+                           | row[j * sj + 2 * sc])
+                    out[i, j] = lut[key]
+
+
+def map_gray(const gray_t[:, :] image, const label_t[::1] lut, label_t[:, :] out):
+    """out[i, j] = lut[image[i, j]] for 8- or 16-bit single-channel masks."""
+    cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
+    with nogil:
+        for i in range(h):
+            for j in range(w):
+                out[i, j] = lut[image[i, j]]
+
+
+def build_rgb_lut(const uint8_t[:, ::1] colours, const label_t[::1] ids, int64_t radius2,
+                  label_t[::1] lut, uint32_t[::1] best):
+    """Paint each colour's ball of squared radius `radius2` into the 2**24-entry `lut`.
+
+    `best` holds the squared distance of the colour already painted (start it at
+    0xFFFFFFFF and `lut` at the ignore index). A cell goes to the nearest
+    colour; on a tie the earlier colour keeps it.
+    """
+    cdef Py_ssize_t k, n = colours.shape[0]
+    cdef int r, g, b, r0, r1, g0, g1, b0, b1, cr, cg, cb, reach
+    cdef int64_t dr2, dg2, d
+    cdef uint32_t key
+    reach = 0
+    while <int64_t>(reach + 1) * (reach + 1) <= radius2 and reach < 255:
+        reach += 1
+    with nogil:
+        for k in range(n):
+            cr = colours[k, 0]
+            cg = colours[k, 1]
+            cb = colours[k, 2]
+            r0 = cr - reach if cr > reach else 0
+            r1 = cr + reach if cr + reach < 255 else 255
+            g0 = cg - reach if cg > reach else 0
+            g1 = cg + reach if cg + reach < 255 else 255
+            b0 = cb - reach if cb > reach else 0
+            b1 = cb + reach if cb + reach < 255 else 255
+            for r in range(r0, r1 + 1):
+                dr2 = (r - cr) * (r - cr)
+                if dr2 > radius2:
+                    continue
+                for g in range(g0, g1 + 1):
+                    dg2 = dr2 + (g - cg) * (g - cg)
+                    if dg2 > radius2:
+                        continue
+                    for b in range(b0, b1 + 1):
+                        d = dg2 + (b - cb) * (b - cb)
+                        if d <= radius2:
+                            key = (<uint32_t>r << 16) | (<uint32_t>g << 8) | <uint32_t>b
+                            if d < best[key]:
+                                best[key] = <uint32_t>d
+                                lut[key] = ids[k]

@@ -1,0 +1,22 @@
+"""maskdec: dataset frames in, aligned (image, label map) pairs out.
+
+    import maskdec
+    for image, label_map in maskdec.iter_samples("frames.jsonl"):
+        ...
+"""
+from .errors import (FrameFormatError, LabelError, MaskdecError, MaskdecWarning, MediaDecodeError,
+                     MediaNotFoundError, MissingExtraError, SizeMismatchError, TimestampRangeError)
+from .frames import Frame, Mask, Roi, RoiMask, Source, load_frames
+from .labels import LabelTable
+from .lut import ColourTable, map_pixels
+from .samples import Sample, SampleFailure, iter_samples, plan_samples
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MaskdecError", "FrameFormatError", "LabelError", "MediaNotFoundError", "MediaDecodeError",
+    "TimestampRangeError", "SizeMismatchError", "MissingExtraError", "MaskdecWarning",
+    "Frame", "Source", "Mask", "Roi", "RoiMask", "load_frames",
+    "LabelTable", "ColourTable", "map_pixels",
+    "Sample", "SampleFailure", "iter_samples", "plan_samples",
+]

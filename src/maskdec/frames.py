@@ -1,0 +1,440 @@
+"""Dataset frames (ClearML Hyper-Datasets shape): parse, validate, author, write back.
+
+Every rule lives in FORMAT.md of the project; each validation error names the
+JSON path of its culprit, prefixed with the file and line when it came from one.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+from .errors import FrameFormatError, MediaNotFoundError
+
+__all__ = ["Frame", "Source", "Mask", "Roi", "RoiMask", "load_frames", "normalise_content_type"]
+
+_SOURCE_KEYS = {"id", "uri", "content_type", "width", "height", "timestamp", "masks", "preview", "meta"}
+_MASK_KEYS = {"id", "uri", "content_type", "timestamp", "width", "height"}
+_ROI_KEYS = {"label", "labels", "sources", "mask", "id", "meta", "confidence"}
+_FRAME_KEYS = {"sources", "rois", "id", "timestamp", "context_id", "meta"}
+
+_CONTENT_TYPE_ALIASES = {"image/jpg": "image/jpeg", "video/mpeg4": "video/mp4"}
+_EXTENSION_TYPES = {
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".bmp": "image/bmp",
+    ".tif": "image/tiff", ".tiff": "image/tiff", ".webp": "image/webp", ".gif": "image/gif",
+    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mkv": "video/x-matroska", ".webm": "video/webm",
+    ".mov": "video/quicktime", ".avi": "video/x-msvideo", ".nut": "video/x-nut",
+}
+
+
+def normalise_content_type(content_type: Optional[str], uri: str = "") -> Optional[str]:
+    """`image / PNG` -> `image/png`, `image/jpg` -> `image/jpeg`, `png` -> `image/png`;
+    missing: inferred from the URI's extension (None when unknown)."""
+    if content_type:
+        ct = "".join(content_type.split()).lower()
+        if "/" not in ct:
+            ct = _EXTENSION_TYPES.get("." + ct, ct)
+        return _CONTENT_TYPE_ALIASES.get(ct, ct)
+    suffix = os.path.splitext(uri.split("?", 1)[0])[1].lower()
+    return _EXTENSION_TYPES.get(suffix)
+
+
+# ----------------------------------------------------------------- value checks
+
+def _require_object(value: Any, path: str) -> dict:
+    if not isinstance(value, dict):
+        raise FrameFormatError(f"expected a JSON object, got {type(value).__name__}", path)
+    return value
+
+
+def _require_str(d: dict, key: str, path: str, *, coerce_int: bool = False) -> str:
+    if key not in d or d[key] is None:
+        raise FrameFormatError(f"missing required key {key!r}", path)
+    value = d[key]
+    if coerce_int and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise FrameFormatError(f"{key!r} must be a non-empty string, got {value!r}", f"{path}.{key}")
+    return value
+
+
+def _optional_str(d: dict, key: str, path: str) -> Optional[str]:
+    value = d.get(key)
+    if value is not None and not isinstance(value, str):
+        raise FrameFormatError(f"{key!r} must be a string, got {value!r}", f"{path}.{key}")
+    return value
+
+
+def _timestamp(d: dict, path: str) -> Optional[int]:
+    """A timestamp in ms: int, or a numeric string converted; never negative."""
+    if "timestamp" not in d or d["timestamp"] is None:
+        return None
+    value = d["timestamp"]
+    where = f"{path}.timestamp"
+    if isinstance(value, bool):
+        raise FrameFormatError(f"timestamp must be an integer, got {value!r}", where)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.lstrip("-").isdigit():
+            raise FrameFormatError(f"timestamp must be an integer, got {value!r}", where)
+        value = int(text)
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise FrameFormatError(f"timestamp must be an integer, got {value!r}", where)
+    if value < 0:
+        raise FrameFormatError(f"timestamp must not be negative, got {value}", where)
+    return value
+
+
+def _size(d: dict, key: str, path: str) -> Optional[int]:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise FrameFormatError(f"{key!r} must be a positive integer, got {value!r}", f"{path}.{key}")
+    return value
+
+
+def _colour(value: Any, path: str) -> tuple[int, ...]:
+    """[r, g, b] with channels 0..255, or [v] with v 0..65535 (grayscale)."""
+    ok = isinstance(value, (list, tuple)) and len(value) in (1, 3) and all(
+        isinstance(c, int) and not isinstance(c, bool) for c in value)
+    if ok:
+        limit = 65535 if len(value) == 1 else 255
+        ok = all(0 <= c <= limit for c in value)
+    if not ok:
+        raise FrameFormatError(
+            f"colour value must be [r, g, b] with channels 0..255 or [v] with v 0..65535, got {value!r}", path)
+    return tuple(value)
+
+
+def _extra(d: dict, known: set) -> dict:
+    return {k: v for k, v in d.items() if k not in known}
+
+
+# ----------------------------------------------------------------- the model
+
+@dataclass
+class Mask:
+    """An entry of `source.masks`: one mask image or video."""
+
+    id: str
+    uri: str
+    content_type: Optional[str] = None
+    timestamp: Optional[int] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def media_type(self) -> Optional[str]:
+        return normalise_content_type(self.content_type, self.uri)
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "$mask") -> "Mask":
+        d = _require_object(d, path)
+        return cls(
+            id=_require_str(d, "id", path, coerce_int=True),
+            uri=_require_str(d, "uri", path),
+            content_type=_optional_str(d, "content_type", path),
+            timestamp=_timestamp(d, path),
+            width=_size(d, "width", path),
+            height=_size(d, "height", path),
+            extra=_extra(d, _MASK_KEYS),
+        )
+
+    def to_dict(self) -> dict:
+        out: dict = {"id": self.id, "uri": self.uri}
+        for key in ("content_type", "timestamp", "width", "height"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class Source:
+    """An image or video of a frame, with its masks."""
+
+    id: str
+    uri: str
+    content_type: Optional[str] = None
+    timestamp: Optional[int] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+    masks: list[Mask] = field(default_factory=list)
+    preview: Optional[dict] = None
+    meta: Optional[dict] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def media_type(self) -> Optional[str]:
+        return normalise_content_type(self.content_type, self.uri)
+
+    def mask(self, mask_id: str) -> Mask:
+        for m in self.masks:
+            if m.id == mask_id:
+                return m
+        raise KeyError(mask_id)
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "$source") -> "Source":
+        d = _require_object(d, path)
+        raw_masks = d.get("masks") or []
+        if not isinstance(raw_masks, list):
+            raise FrameFormatError("'masks' must be a list", f"{path}.masks")
+        masks = [Mask.from_dict(m, f"{path}.masks[{i}]") for i, m in enumerate(raw_masks)]
+        seen: dict[str, int] = {}
+        for i, m in enumerate(masks):
+            if m.id in seen:
+                raise FrameFormatError(
+                    f"duplicate mask id {m.id!r} (also at masks[{seen[m.id]}])", f"{path}.masks[{i}].id")
+            seen[m.id] = i
+        for key in ("preview", "meta"):
+            if d.get(key) is not None and not isinstance(d[key], dict):
+                raise FrameFormatError(f"{key!r} must be an object", f"{path}.{key}")
+        return cls(
+            id=_require_str(d, "id", path, coerce_int=True),
+            uri=_require_str(d, "uri", path),
+            content_type=_optional_str(d, "content_type", path),
+            timestamp=_timestamp(d, path),
+            width=_size(d, "width", path),
+            height=_size(d, "height", path),
+            masks=masks,
+            preview=d.get("preview"),
+            meta=d.get("meta"),
+            extra=_extra(d, _SOURCE_KEYS),
+        )
+
+    def to_dict(self) -> dict:
+        out: dict = {"id": self.id, "uri": self.uri}
+        for key in ("content_type", "timestamp", "width", "height"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.masks:
+            out["masks"] = [m.to_dict() for m in self.masks]
+        for key in ("preview", "meta"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class RoiMask:
+    """The `mask` of an ROI: which mask (by id) and which colour its pixels have."""
+
+    id: str
+    value: tuple[int, ...]
+
+
+@dataclass
+class Roi:
+    """A region of interest; with `mask` it declares a colour of a mask."""
+
+    labels: list[str]
+    sources: list[str] = field(default_factory=list)
+    mask: Optional[RoiMask] = None
+    id: Optional[str] = None
+    confidence: Optional[float] = None
+    meta: Optional[dict] = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Any, path: str = "$roi") -> "Roi":
+        d = _require_object(d, path)
+        key = "label" if "label" in d else "labels"
+        labels = d.get(key)
+        if isinstance(labels, str):
+            labels = [labels]
+        if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+            raise FrameFormatError("'label' must be a non-empty list of strings", f"{path}.{key}")
+        sources = d.get("sources") or []
+        if not isinstance(sources, list) or not all(isinstance(s, (str, int)) for s in sources):
+            raise FrameFormatError("'sources' must be a list of source ids", f"{path}.sources")
+        mask = None
+        if d.get("mask") is not None:
+            m = _require_object(d["mask"], f"{path}.mask")
+            mask = RoiMask(id=_require_str(m, "id", f"{path}.mask", coerce_int=True),
+                           value=_colour(m.get("value"), f"{path}.mask.value"))
+        confidence = d.get("confidence")
+        if confidence is not None and (isinstance(confidence, bool) or not isinstance(confidence, (int, float))):
+            raise FrameFormatError(f"'confidence' must be a number, got {confidence!r}", f"{path}.confidence")
+        roi_id = d.get("id")
+        return cls(
+            labels=list(labels),
+            sources=[str(s) for s in sources],
+            mask=mask,
+            id=None if roi_id is None else str(roi_id),
+            confidence=confidence,
+            meta=d.get("meta"),
+            extra=_extra(d, _ROI_KEYS),
+        )
+
+    def to_dict(self) -> dict:
+        out: dict = {"label": list(self.labels)}
+        if self.sources:
+            out["sources"] = list(self.sources)
+        if self.mask is not None:
+            out["mask"] = {"id": self.mask.id, "value": list(self.mask.value)}
+        for key in ("id", "confidence", "meta"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class Frame:
+    """One dataset frame: sources (with masks) and ROIs.
+
+    `base_dir` (not serialised) is the folder relative URIs resolve against.
+    """
+
+    sources: list[Source]
+    rois: list[Roi] = field(default_factory=list)
+    id: Optional[str] = None
+    timestamp: Optional[int] = None
+    context_id: Optional[str] = None
+    meta: Optional[dict] = None
+    extra: dict = field(default_factory=dict)
+    base_dir: Optional[str] = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, d: Any, *, path: str = "$", base_dir: Union[str, os.PathLike, None] = None) -> "Frame":
+        """Parse and validate one frame object (FORMAT.md §6); errors name the JSON path."""
+        d = _require_object(d, path)
+        raw_sources = d.get("sources")
+        if not isinstance(raw_sources, list) or not raw_sources:
+            raise FrameFormatError("'sources' must be a non-empty list", f"{path}.sources")
+        sources = [Source.from_dict(s, f"{path}.sources[{i}]") for i, s in enumerate(raw_sources)]
+        seen: dict[str, int] = {}
+        for i, s in enumerate(sources):
+            if s.id in seen:
+                raise FrameFormatError(
+                    f"duplicate source id {s.id!r} (also at sources[{seen[s.id]}])", f"{path}.sources[{i}].id")
+            seen[s.id] = i
+        raw_rois = d.get("rois") or []
+        if not isinstance(raw_rois, list):
+            raise FrameFormatError("'rois' must be a list", f"{path}.rois")
+        rois = [Roi.from_dict(r, f"{path}.rois[{i}]") for i, r in enumerate(raw_rois)]
+        for i, roi in enumerate(rois):
+            for j, sid in enumerate(roi.sources):
+                if sid not in seen:
+                    raise FrameFormatError(f"ROI points at unknown source {sid!r}", f"{path}.rois[{i}].sources[{j}]")
+        if d.get("meta") is not None and not isinstance(d["meta"], dict):
+            raise FrameFormatError("'meta' must be an object", f"{path}.meta")
+        frame_id = d.get("id")
+        context_id = d.get("context_id")
+        return cls(
+            sources=sources,
+            rois=rois,
+            id=None if frame_id is None else str(frame_id),
+            timestamp=_timestamp(d, path),
+            context_id=None if context_id is None else str(context_id),
+            meta=d.get("meta"),
+            extra=_extra(d, _FRAME_KEYS),
+            base_dir=None if base_dir is None else os.fspath(base_dir),
+        )
+
+    def to_dict(self) -> dict:
+        """The frame as a JSON-ready dict; `Frame.from_dict(f.to_dict()) == f`."""
+        out: dict = {}
+        for key in ("id", "timestamp", "context_id", "meta"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out["sources"] = [s.to_dict() for s in self.sources]
+        if self.rois:
+            out["rois"] = [r.to_dict() for r in self.rois]
+        out.update(self.extra)
+        return out
+
+    def source(self, source_id: str) -> Source:
+        for s in self.sources:
+            if s.id == source_id:
+                return s
+        raise KeyError(source_id)
+
+    def roi_sources(self, roi: Roi) -> list[Source]:
+        """The sources an ROI refers to: its own list, or the frame's first source."""
+        return [self.source(sid) for sid in roi.sources] if roi.sources else [self.sources[0]]
+
+    def add_annotation(
+        self,
+        *,
+        mask_rgb: Sequence[int],
+        labels: Sequence[str],
+        mask_id: Optional[str] = None,
+        source_id: Optional[str] = None,
+        id: Optional[str] = None,
+        confidence: Optional[float] = None,
+        meta: Optional[dict] = None,
+    ) -> Roi:
+        """Declare that pixels of colour `mask_rgb` in mask `mask_id` of source
+        `source_id` are `labels` (defaults: the first source, its only mask)."""
+        path = f"$.rois[{len(self.rois)}]"
+        source = self.sources[0] if source_id is None else self._known_source(source_id, path)
+        if mask_id is None:
+            if len(source.masks) != 1:
+                raise FrameFormatError(
+                    f"source {source.id!r} has {len(source.masks)} masks: name one with mask_id", path)
+            mask_id = source.masks[0].id
+        elif all(m.id != mask_id for m in source.masks):
+            raise FrameFormatError(f"source {source.id!r} has no mask {mask_id!r}", f"{path}.mask.id")
+        if isinstance(labels, str):
+            labels = [labels]
+        if not labels or not all(isinstance(x, str) for x in labels):
+            raise FrameFormatError("labels must be a non-empty list of strings", f"{path}.label")
+        roi = Roi(labels=list(labels), sources=[source.id],
+                  mask=RoiMask(id=str(mask_id), value=_colour(list(mask_rgb), f"{path}.mask.value")),
+                  id=id, confidence=confidence, meta=meta)
+        self.rois.append(roi)
+        return roi
+
+    def _known_source(self, source_id: str, path: str) -> Source:
+        try:
+            return self.source(source_id)
+        except KeyError:
+            raise FrameFormatError(f"unknown source {source_id!r}", f"{path}.sources[0]") from None
+
+
+# ----------------------------------------------------------------- files
+
+def _parse_list(items: Iterable[tuple[str, Any]], base_dir: Optional[str]) -> list[Frame]:
+    return [Frame.from_dict(obj, path=where, base_dir=base_dir) for where, obj in items]
+
+
+def load_frames(path: Union[str, os.PathLike]) -> list[Frame]:
+    """Read frames from .json (one object or a list) or .jsonl (one object a line).
+
+    Relative media URIs resolve against the folder of `path`.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MediaNotFoundError(f"frames file not found: {p}") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise FrameFormatError(f"cannot read frames file: {exc}", str(p)) from None
+    base_dir = str(p.resolve().parent)
+    if p.suffix.lower() in (".jsonl", ".ndjson"):
+        items = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append((f"{p.name} line {lineno}: $", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise FrameFormatError(f"invalid JSON: {exc.msg} (column {exc.colno})",
+                                       f"{p.name} line {lineno}") from None
+        return _parse_list(items, base_dir)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FrameFormatError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", p.name) from None
+    if isinstance(data, list):
+        return _parse_list(((f"{p.name}: $[{i}]", obj) for i, obj in enumerate(data)), base_dir)
+    return _parse_list([(f"{p.name}: $", data)], base_dir)

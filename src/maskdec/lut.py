@@ -1,0 +1,133 @@
+"""Colour lookup tables and the calls into the Cython kernels.
+
+A table maps every possible pixel value (2**24 RGB colours, 256 or 65536
+greys) to the id of the nearest declared colour within `tolerance` (Euclidean
+distance in the pixel's own units), or to `ignore_index`. Ties go to the
+colour declared first. Tables are built once and cached.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ._core import kernels
+from .errors import MaskdecError
+
+__all__ = ["ColourTable", "map_pixels", "DEFAULT_LOSSY_TOLERANCE"]
+
+#: Tolerance used for lossy masks when the caller gives none (RGB distance).
+DEFAULT_LOSSY_TOLERANCE = 60.0
+
+
+@dataclass(frozen=True)
+class ColourTable:
+    """Declared colours of one mask and the label id each maps to.
+
+    `colours` holds (r, g, b) triples, or (v,) for 16-bit greys above 255.
+    """
+
+    colours: tuple[tuple[int, ...], ...]
+    ids: tuple[int, ...]
+    ignore_index: int
+    dtype: str = "uint8"
+
+    def __post_init__(self) -> None:
+        if len(self.colours) != len(self.ids):
+            raise ValueError("colours and ids differ in length")
+
+    def rgb_lut(self, tolerance: float) -> np.ndarray:
+        """The 2**24-entry table indexed by r << 16 | g << 8 | b."""
+        return _rgb_lut(self, _radius2(tolerance))
+
+    def gray_lut(self, tolerance: float, bits: int) -> np.ndarray:
+        """The 2**bits-entry table for grayscale masks."""
+        return _gray_lut(self, _radius2(tolerance), bits)
+
+
+def _radius2(tolerance: float) -> int:
+    if tolerance is None or not tolerance >= 0:
+        raise MaskdecError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    if math.isinf(tolerance):
+        return 3 * 65535 ** 2
+    return int(math.floor(tolerance * tolerance + 1e-9))
+
+
+def _empty(table: ColourTable, size: int) -> np.ndarray:
+    return np.full(size, table.ignore_index, dtype=table.dtype)
+
+
+@lru_cache(maxsize=8)
+def _rgb_lut(table: ColourTable, radius2: int) -> np.ndarray:
+    lut = _empty(table, 1 << 24)
+    rgb = [(c, i) for c, i in zip(table.colours, table.ids) if len(c) == 3]
+    if rgb:
+        colours = np.array([c for c, _ in rgb], dtype=np.uint8).reshape(-1, 3)
+        ids = np.array([i for _, i in rgb], dtype=table.dtype)
+        best = np.full(1 << 24, 0xFFFFFFFF, dtype=np.uint32)
+        kernels.build_rgb_lut(colours, ids, min(radius2, 3 * 255 ** 2), lut, best)
+    lut.setflags(write=False)
+    return lut
+
+
+@lru_cache(maxsize=32)
+def _gray_lut(table: ColourTable, radius2: int, bits: int) -> np.ndarray:
+    size = 1 << bits
+    values = np.arange(size, dtype=np.int64)
+    lut = _empty(table, size)
+    best = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
+    for colour, label in zip(table.colours, table.ids):
+        if bits == 8:
+            if len(colour) != 3:
+                continue  # a 16-bit grey never occurs in an 8-bit mask
+            d2 = sum((values - c) ** 2 for c in colour)
+        else:
+            if len(colour) == 3 and not colour[0] == colour[1] == colour[2]:
+                continue  # a colour never occurs in a grey mask
+            d2 = (values - colour[0]) ** 2
+        hit = (d2 <= radius2) & (d2 < best)
+        best[hit] = d2[hit]
+        lut[hit] = label
+    lut.setflags(write=False)
+    return lut
+
+
+def map_pixels(pixels: np.ndarray, table: ColourTable, tolerance: float = 0.0,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Map a mask image to label ids: (H, W, 3) uint8 RGB, (H, W) uint8 or uint16 grey.
+
+    Writes into `out` ((H, W), the table's dtype) when given and returns it.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = pixels[:, :, :3]  # alpha is dropped
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    shape = pixels.shape[:2]
+    if pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
+        lut, kind = table.rgb_lut(tolerance), "rgb"
+    elif pixels.ndim == 2 and pixels.dtype in (np.uint8, np.uint16):
+        lut, kind = table.gray_lut(tolerance, 8 * pixels.dtype.itemsize), "gray"
+    else:
+        raise MaskdecError(f"cannot map pixels of shape {pixels.shape} and dtype {pixels.dtype}: "
+                           "expected (H, W, 3) uint8 or (H, W) uint8/uint16")
+    if out is None:
+        out = np.empty(shape, dtype=table.dtype)
+    elif out.shape != shape or out.dtype != np.dtype(table.dtype):
+        raise MaskdecError(f"out must be {shape} {table.dtype}, got {out.shape} {out.dtype}")
+    elif not out.flags.writeable:
+        raise MaskdecError("out is read-only")
+    if kind == "rgb":
+        kernels.map_rgb(pixels, lut, out)
+    else:
+        kernels.map_gray(pixels, lut, out)
+    return out
+
+
+def table_for(decls: Sequence, ids: Sequence[int], ignore_index: int, dtype: np.dtype) -> ColourTable:
+    """A ColourTable from declarations (each with `.colour`) and their ids."""
+    return ColourTable(tuple(tuple(d.colour) for d in decls), tuple(int(i) for i in ids),
+                       int(ignore_index), np.dtype(dtype).name)

@@ -1,0 +1,344 @@
+"""The facade: dataset frames in, aligned (image, label map) samples out.
+
+Every media file is opened once and decoded forward once; samples come out in
+input order. Frames decoded ahead of their turn wait in memory until served.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+
+from .errors import FrameFormatError, MaskdecError, SizeMismatchError
+from .frames import Frame, Mask, Source, load_frames
+from .labels import ColourDecl, LabelTable, load_mask_labels, mask_declarations
+from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, map_pixels, table_for
+from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
+from .media.uri import resolve_uri
+
+__all__ = ["Sample", "SampleFailure", "SampleIterator", "iter_samples", "plan_samples", "SampleRequest"]
+
+FramesArg = Union[str, os.PathLike, Frame, Sequence[Union[Frame, Mapping]]]
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One source image and one of its masks as a label map; unpacks as (image, label_map)."""
+
+    image: Optional[np.ndarray]
+    label_map: np.ndarray
+    frame_index: int
+    source_id: str
+    mask_id: str
+    timestamp: int
+    mask_timestamp: int
+
+    def __iter__(self) -> Iterator[Optional[np.ndarray]]:
+        yield self.image
+        yield self.label_map
+
+    def __repr__(self) -> str:
+        image = None if self.image is None else tuple(self.image.shape)
+        return (f"Sample(frame_index={self.frame_index}, source_id={self.source_id!r}, mask_id={self.mask_id!r}, "
+                f"timestamp={self.timestamp}, image={image}, label_map={tuple(self.label_map.shape)} "
+                f"{self.label_map.dtype})")
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """What one sample needs: which files at which timestamps, and its colour table."""
+
+    frame_index: int
+    where: str
+    source: Source
+    mask: Mask
+    image_uri: str
+    image_ts: int
+    mask_uri: str
+    mask_ts: int
+    table: Optional[ColourTable]
+    error: Optional[MaskdecError] = None
+
+
+@dataclass(frozen=True)
+class SampleFailure:
+    """A sample that could not be made, with the error that says why."""
+
+    request: SampleRequest
+    error: MaskdecError
+
+    @property
+    def frame_index(self) -> int:
+        return self.request.frame_index
+
+    def to_dict(self) -> dict:
+        r = self.request
+        return {"frame_index": r.frame_index, "source_id": r.source.id, "mask_id": r.mask.id,
+                "timestamp": r.image_ts, "uri": r.mask_uri, "error_type": type(self.error).__name__,
+                "error": str(self.error)}
+
+
+# ------------------------------------------------------------------ planning
+
+def _as_frames(frames: FramesArg) -> list[Frame]:
+    if isinstance(frames, (str, os.PathLike)):
+        return load_frames(frames)
+    if isinstance(frames, Frame):
+        return [frames]
+    return [f if isinstance(f, Frame) else Frame.from_dict(f, path=f"$[{i}]") for i, f in enumerate(frames)]
+
+
+def _ts(*candidates: Optional[int]) -> int:
+    for value in candidates:
+        if value is not None:
+            return value
+    return 0
+
+
+def plan_samples(
+    frames: Sequence[Frame],
+    *,
+    labels: Optional[Mapping[str, int]] = None,
+    mask_labels: Union[str, os.PathLike, Mapping, Sequence, None] = None,
+    ignore_index: int = 255,
+    strict: bool = True,
+) -> tuple[LabelTable, list[SampleRequest]]:
+    """The label table and one request per (frame, source, mask), in input order.
+
+    A frame whose colours cannot be resolved gives requests that carry the error.
+    """
+    dataset_decls = load_mask_labels(mask_labels)
+    per_frame: list[Union[dict, MaskdecError]] = []
+    for index, frame in enumerate(frames):
+        try:
+            per_frame.append(mask_declarations(frame, mask_labels=dataset_decls, enumeration=labels,
+                                               strict=strict, where=f"frames[{index}]"))
+        except MaskdecError as exc:
+            per_frame.append(exc)
+    if labels is not None:
+        table = LabelTable.from_enumeration(labels, ignore_index=ignore_index)
+    else:
+        names = [d.name for decls in per_frame if isinstance(decls, dict) for ds in decls.values() for d in ds]
+        names += [d.name for d in dataset_decls]
+        table = LabelTable.derive(names, ignore_index=ignore_index)
+    requests = []
+    for index, (frame, decls) in enumerate(zip(frames, per_frame)):
+        for s_pos, source in enumerate(frame.sources):
+            for m_pos, mask in enumerate(source.masks):
+                error = decls if isinstance(decls, MaskdecError) else None
+                colour_table = None
+                if error is None:
+                    ds: list[ColourDecl] = decls[(source.id, mask.id)]
+                    colour_table = table_for(ds, [table.id_of(d.name) for d in ds], table.ignore_index, table.dtype)
+                requests.append(SampleRequest(
+                    frame_index=index,
+                    where=f"frames[{index}].sources[{s_pos}].masks[{m_pos}]",
+                    source=source,
+                    mask=mask,
+                    image_uri=resolve_uri(source.uri, frame.base_dir),
+                    image_ts=_ts(source.timestamp, frame.timestamp),
+                    mask_uri=resolve_uri(mask.uri, frame.base_dir),
+                    mask_ts=_ts(mask.timestamp, source.timestamp, frame.timestamp),
+                    table=colour_table,
+                    error=error,
+                ))
+    return table, requests
+
+
+# ------------------------------------------------------------------ decoding
+
+class _FileServer:
+    """Serves the needed frames of one media file from one forward decoding pass."""
+
+    def __init__(self, uri: str, timestamps: Iterable[int], convert: Callable, *, unit: TimestampUnit,
+                 threads: Optional[int]) -> None:
+        self.uri = uri
+        self._remaining = Counter(timestamps)
+        self._convert = convert
+        self._unit = unit
+        self._threads = threads
+        self._reader: Optional[MediaReader] = None
+        self._frames: Optional[Iterator] = None
+        self._ready: dict[int, Any] = {}
+        self._error: Optional[MaskdecError] = None
+        self.lossless = False
+
+    def take(self, ts: int) -> np.ndarray:
+        """The converted frame at `ts`; raises what went wrong with it or the file."""
+        try:
+            if ts not in self._ready:
+                self._advance_to(ts)
+            value = self._ready[ts]
+        finally:
+            self._remaining[ts] -= 1
+            if self._remaining[ts] <= 0:
+                self._ready.pop(ts, None)
+                del self._remaining[ts]
+            if not self._remaining:
+                self.close()
+        if isinstance(value, MaskdecError):
+            raise value
+        return value
+
+    def _advance_to(self, ts: int) -> None:
+        if self._error is not None:
+            raise self._error
+        try:
+            if self._frames is None:
+                self._reader = MediaReader(self.uri, threads=self._threads)
+                self.lossless = self._reader.lossless
+                self._frames = self._reader.frames_at(list(self._remaining), self._unit)
+            while ts not in self._ready:
+                got, frame = next(self._frames)
+                self._ready[got] = frame if isinstance(frame, MaskdecError) else self._convert(frame)
+        except MaskdecError as exc:
+            self._error = exc
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._frames = None
+
+
+def _check_size(array: np.ndarray, declared: Union[Source, Mask], where: str, uri: str) -> None:
+    h, w = array.shape[:2]
+    if declared.width is not None and declared.width != w or declared.height is not None and declared.height != h:
+        raise SizeMismatchError(f"{where}: declares {declared.width}x{declared.height} but {uri} decodes "
+                                f"to {w}x{h}")
+
+
+def _fit(label_map: np.ndarray, size: tuple[int, int], strict_sizes: bool, request: SampleRequest) -> np.ndarray:
+    """Resize the label map to the image's (h, w) with nearest neighbour."""
+    if label_map.shape[:2] == size:
+        return label_map
+    if strict_sizes:
+        raise SizeMismatchError(f"{request.where}: mask {request.mask_uri} is {label_map.shape[1]}x"
+                                f"{label_map.shape[0]} but its image is {size[1]}x{size[0]}")
+    return cv2.resize(label_map, (size[1], size[0]), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+class SampleIterator:
+    """Iterates the samples of a plan; `.labels` is the label table in use."""
+
+    def __init__(self, labels: LabelTable, requests: list[SampleRequest], *, tolerance: Optional[float],
+                 images: bool, strict_sizes: bool, timestamp_unit: TimestampUnit, threads: Optional[int],
+                 raise_errors: bool = True) -> None:
+        self.labels = labels
+        self.requests = requests
+        self._tolerance = tolerance
+        self._images = images
+        self._strict_sizes = strict_sizes
+        self._raise = raise_errors
+        self._servers: dict[tuple[str, str], _FileServer] = {}
+        usage: dict[tuple[str, str], list[int]] = {}
+        for r in requests:
+            if r.error is not None:
+                continue
+            usage.setdefault(("mask", r.mask_uri), []).append(r.mask_ts)
+            if images:
+                usage.setdefault(("image", r.image_uri), []).append(r.image_ts)
+        for (role, uri), stamps in usage.items():
+            convert = mask_pixels if role == "mask" else image_rgb
+            self._servers[(role, uri)] = _FileServer(uri, stamps, convert, unit=timestamp_unit, threads=threads)
+        self._it = self._run()
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def __iter__(self) -> "SampleIterator":
+        return self
+
+    def __next__(self) -> Union[Sample, SampleFailure]:
+        return next(self._it)
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.close()
+
+    def _run(self) -> Iterator[Union[Sample, SampleFailure]]:
+        try:
+            for request in self.requests:
+                try:
+                    yield self._make(request)
+                except MaskdecError as exc:
+                    if self._raise:
+                        raise
+                    yield SampleFailure(request, exc)
+        finally:
+            self.close()
+
+    def _make(self, r: SampleRequest) -> Sample:
+        # Take from both files first, so a failure in one still consumes the other's frame.
+        image = pixels = None
+        errors = []
+        if self._images:
+            try:
+                image = self._servers[("image", r.image_uri)].take(r.image_ts)
+            except MaskdecError as exc:
+                errors.append(exc)
+        if r.error is not None:
+            raise r.error
+        mask_server = self._servers[("mask", r.mask_uri)]
+        try:
+            pixels = mask_server.take(r.mask_ts)
+        except MaskdecError as exc:
+            errors.append(exc)
+        if errors:
+            raise errors[0]
+        if image is not None:
+            _check_size(image, r.source, f"{r.where.rsplit('.masks', 1)[0]}", r.image_uri)
+        _check_size(pixels, r.mask, r.where, r.mask_uri)
+        tolerance = self._tolerance
+        if tolerance is None:
+            tolerance = 0.0 if mask_server.lossless else DEFAULT_LOSSY_TOLERANCE
+        label_map = map_pixels(pixels, r.table, tolerance)
+        if image is not None:
+            size = image.shape[:2]
+        elif r.source.width is not None and r.source.height is not None:
+            size = (r.source.height, r.source.width)
+        else:
+            size = label_map.shape
+        label_map = _fit(label_map, size, self._strict_sizes, r)
+        return Sample(image=image, label_map=label_map, frame_index=r.frame_index, source_id=r.source.id,
+                      mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts)
+
+
+def iter_samples(
+    frames: FramesArg,
+    *,
+    labels: Optional[Mapping[str, int]] = None,
+    tolerance: Optional[float] = None,
+    images: bool = True,
+    ignore_index: int = 255,
+    mask_labels: Union[str, os.PathLike, Mapping, Sequence, None] = None,
+    strict: bool = True,
+    strict_sizes: bool = False,
+    timestamp_unit: TimestampUnit = "ms",
+    threads: Optional[int] = None,
+) -> SampleIterator:
+    """Yield one `Sample` per (frame, source, mask), in input order.
+
+    frames: a frames file path, a Frame, or a list of Frames / frame dicts.
+    labels: explicit `{name: id}`; without it ids are the sorted class names.
+    tolerance: RGB distance within which a colour snaps to the nearest declared
+        one; None = exact for lossless masks, DEFAULT_LOSSY_TOLERANCE otherwise.
+    images: decode source images (False: `.image` is None).
+    mask_labels: dataset-level colour table (FORMAT.md §3), file or object.
+    strict: an ROI whose mask is ambiguous is an error (else a warning, skipped).
+    strict_sizes: a mask whose size differs from its image is an error (else resized).
+    The iterator's `.labels` is the LabelTable used.
+    """
+    if timestamp_unit not in ("ms", "index"):
+        raise FrameFormatError(f"timestamp_unit must be 'ms' or 'index', got {timestamp_unit!r}")
+    frame_list = _as_frames(frames)
+    table, requests = plan_samples(frame_list, labels=labels, mask_labels=mask_labels,
+                                   ignore_index=ignore_index, strict=strict)
+    return SampleIterator(table, requests, tolerance=tolerance, images=images, strict_sizes=strict_sizes,
+                          timestamp_unit=timestamp_unit, threads=threads)
