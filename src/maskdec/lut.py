@@ -43,6 +43,11 @@ class ColourTable:
         """The 2**24-entry table indexed by r << 16 | g << 8 | b."""
         return _rgb_lut(self, _radius2(tolerance))
 
+    def yuv_lut(self, tolerance: float, matrix: str, full_range: bool) -> np.ndarray:
+        """The 2**24-entry table indexed by Y << 16 | U << 8 | V: each YUV triple
+        converted to RGB with `matrix` and range, then looked up in `rgb_lut`."""
+        return _yuv_lut(self, _radius2(tolerance), matrix, full_range)
+
     def gray_lut(self, tolerance: float, bits: int) -> np.ndarray:
         """The 2**bits-entry table for grayscale masks."""
         return _gray_lut(self, _radius2(tolerance), bits)
@@ -51,9 +56,15 @@ class ColourTable:
 def _radius2(tolerance: float) -> int:
     if tolerance is None or not tolerance >= 0:
         raise MaskdecError(f"tolerance must be a number >= 0, got {tolerance!r}")
-    if math.isinf(tolerance):
-        return 3 * 65535 ** 2
-    return int(math.floor(tolerance * tolerance + 1e-9))
+    if tolerance * tolerance >= 3 * 65535 ** 2:
+        return 3 * 65535 ** 2  # farther than any two pixel values: as good as inf
+    # the largest integer r2 with sqrt(r2) <= tolerance (tolerance**2 alone is off by rounding)
+    r2 = math.floor(tolerance * tolerance)
+    while math.sqrt(r2 + 1) <= tolerance:
+        r2 += 1
+    while r2 > 0 and math.sqrt(r2) > tolerance:
+        r2 -= 1
+    return r2
 
 
 def _empty(table: ColourTable, size: int) -> np.ndarray:
@@ -69,6 +80,39 @@ def _rgb_lut(table: ColourTable, radius2: int) -> np.ndarray:
         ids = np.array([i for _, i in rgb], dtype=table.dtype)
         best = np.full(1 << 24, 0xFFFFFFFF, dtype=np.uint32)
         kernels.build_rgb_lut(colours, ids, min(radius2, 3 * 255 ** 2), lut, best)
+    lut.setflags(write=False)
+    return lut
+
+
+_KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
+
+
+@lru_cache(maxsize=2)
+def yuv_to_packed_rgb(matrix: str, full_range: bool) -> np.ndarray:
+    """For every Y << 16 | U << 8 | V, the packed RGB colour it shows (rounded, clipped)."""
+    kr, kb = _KR_KB[matrix]
+    kg = 1.0 - kr - kb
+    uv = np.arange(256, dtype=np.float32)
+    if full_range:
+        luma, chroma = uv / 255.0, (uv - 128.0) / 255.0
+    else:
+        luma, chroma = (uv - 16.0) / 219.0, (uv - 128.0) / 224.0
+    cb, cr = chroma[:, None], chroma[None, :]
+    out = np.empty((256, 256, 256), np.uint32)
+    for y in range(256):
+        r = luma[y] + 2.0 * (1.0 - kr) * cr
+        b = luma[y] + 2.0 * (1.0 - kb) * cb
+        g = (luma[y] - kr * r - kb * b) / kg
+        rgb = [np.clip(np.rint(c * 255.0), 0, 255).astype(np.uint32) for c in np.broadcast_arrays(r, g, b)]
+        out[y] = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
+    out = out.reshape(-1)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _yuv_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool) -> np.ndarray:
+    lut = _rgb_lut(table, radius2)[yuv_to_packed_rgb(matrix, full_range)]
     lut.setflags(write=False)
     return lut
 
@@ -101,6 +145,8 @@ def map_pixels(pixels: np.ndarray, table: ColourTable, tolerance: float = 0.0,
 
     Writes into `out` ((H, W), the table's dtype) when given and returns it.
     """
+    if hasattr(pixels, "matrix"):  # YuvPlanes: map straight from the planes
+        return _map_yuv(pixels, table, tolerance, out)
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         pixels = pixels[:, :, :3]  # alpha is dropped
@@ -114,16 +160,28 @@ def map_pixels(pixels: np.ndarray, table: ColourTable, tolerance: float = 0.0,
     else:
         raise MaskdecError(f"cannot map pixels of shape {pixels.shape} and dtype {pixels.dtype}: "
                            "expected (H, W, 3) uint8 or (H, W) uint8/uint16")
-    if out is None:
-        out = np.empty(shape, dtype=table.dtype)
-    elif out.shape != shape or out.dtype != np.dtype(table.dtype):
-        raise MaskdecError(f"out must be {shape} {table.dtype}, got {out.shape} {out.dtype}")
-    elif not out.flags.writeable:
-        raise MaskdecError("out is read-only")
+    out = _output(out, shape, table)
     if kind == "rgb":
         kernels.map_rgb(pixels, lut, out)
     else:
         kernels.map_gray(pixels, lut, out)
+    return out
+
+
+def _output(out: Optional[np.ndarray], shape: tuple, table: ColourTable) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype=table.dtype)
+    if out.shape != tuple(shape) or out.dtype != np.dtype(table.dtype):
+        raise MaskdecError(f"out must be {tuple(shape)} {table.dtype}, got {out.shape} {out.dtype}")
+    if not out.flags.writeable:
+        raise MaskdecError("out is read-only")
+    return out
+
+
+def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndarray]) -> np.ndarray:
+    out = _output(out, planes.y.shape, table)
+    lut = table.yuv_lut(tolerance, planes.matrix, planes.full_range)
+    kernels.map_yuv(planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, out)
     return out
 
 

@@ -17,6 +17,7 @@ from .errors import FrameFormatError, MaskdecError, SizeMismatchError
 from .frames import Frame, Mask, Source, load_frames
 from .labels import ColourDecl, LabelTable, load_mask_labels, mask_declarations
 from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, map_pixels, table_for
+from .media.planes import mask_data
 from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
 
@@ -229,7 +230,7 @@ class SampleIterator:
 
     def __init__(self, labels: LabelTable, requests: list[SampleRequest], *, tolerance: Optional[float],
                  images: bool, strict_sizes: bool, timestamp_unit: TimestampUnit, threads: Optional[int],
-                 raise_errors: bool = True) -> None:
+                 raise_errors: bool = True, yuv: bool = True) -> None:
         self.labels = labels
         self.requests = requests
         self._tolerance = tolerance
@@ -245,7 +246,7 @@ class SampleIterator:
             if images:
                 usage.setdefault(("image", r.image_uri), []).append(r.image_ts)
         for (role, uri), stamps in usage.items():
-            convert = mask_pixels if role == "mask" else image_rgb
+            convert = image_rgb if role == "image" else (mask_data if yuv else mask_pixels)
             self._servers[(role, uri)] = _FileServer(uri, stamps, convert, unit=timestamp_unit, threads=threads)
         self._it = self._run()
 
@@ -322,6 +323,7 @@ def iter_samples(
     strict_sizes: bool = False,
     timestamp_unit: TimestampUnit = "ms",
     threads: Optional[int] = None,
+    yuv: bool = True,
 ) -> SampleIterator:
     """Yield one `Sample` per (frame, source, mask), in input order.
 
@@ -333,6 +335,7 @@ def iter_samples(
     mask_labels: dataset-level colour table (FORMAT.md §3), file or object.
     strict: an ROI whose mask is ambiguous is an error (else a warning, skipped).
     strict_sizes: a mask whose size differs from its image is an error (else resized).
+    yuv: map YUV mask videos straight from their planes (False: through RGB).
     The iterator's `.labels` is the LabelTable used.
     """
     if timestamp_unit not in ("ms", "index"):
@@ -341,4 +344,4 @@ def iter_samples(
     table, requests = plan_samples(frame_list, labels=labels, mask_labels=mask_labels,
                                    ignore_index=ignore_index, strict=strict)
     return SampleIterator(table, requests, tolerance=tolerance, images=images, strict_sizes=strict_sizes,
-                          timestamp_unit=timestamp_unit, threads=threads)
+                          timestamp_unit=timestamp_unit, threads=threads, yuv=yuv)
