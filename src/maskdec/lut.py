@@ -44,7 +44,7 @@ class ColourTable:
         return _rgb_lut(self, _radius2(tolerance))
 
     def yuv_lut(self, tolerance: float, matrix: str, full_range: bool) -> np.ndarray:
-        """The 2**24-entry table indexed by Y << 16 | U << 8 | V: each YUV triple
+        """The 2**24-entry table indexed by U << 16 | V << 8 | Y: each YUV triple
         converted to RGB with `matrix` and range, then looked up in `rgb_lut`."""
         return _yuv_lut(self, _radius2(tolerance), matrix, full_range)
 
@@ -89,7 +89,7 @@ _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627,
 
 @lru_cache(maxsize=2)
 def yuv_to_packed_rgb(matrix: str, full_range: bool) -> np.ndarray:
-    """For every Y << 16 | U << 8 | V, the packed RGB colour it shows (rounded, clipped)."""
+    """For every U << 16 | V << 8 | Y, the packed RGB colour it shows (rounded, clipped)."""
     kr, kb = _KR_KB[matrix]
     kg = 1.0 - kr - kb
     uv = np.arange(256, dtype=np.float32)
@@ -97,14 +97,14 @@ def yuv_to_packed_rgb(matrix: str, full_range: bool) -> np.ndarray:
         luma, chroma = uv / 255.0, (uv - 128.0) / 255.0
     else:
         luma, chroma = (uv - 16.0) / 219.0, (uv - 128.0) / 224.0
-    cb, cr = chroma[:, None], chroma[None, :]
+    cr, y = chroma[:, None], luma[None, :]
     out = np.empty((256, 256, 256), np.uint32)
-    for y in range(256):
-        r = luma[y] + 2.0 * (1.0 - kr) * cr
-        b = luma[y] + 2.0 * (1.0 - kb) * cb
-        g = (luma[y] - kr * r - kb * b) / kg
+    for u in range(256):
+        r = y + 2.0 * (1.0 - kr) * cr
+        b = y + 2.0 * (1.0 - kb) * chroma[u]
+        g = (y - kr * r - kb * b) / kg
         rgb = [np.clip(np.rint(c * 255.0), 0, 255).astype(np.uint32) for c in np.broadcast_arrays(r, g, b)]
-        out[y] = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
+        out[u] = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
     out = out.reshape(-1)
     out.setflags(write=False)
     return out
@@ -181,7 +181,10 @@ def _output(out: Optional[np.ndarray], shape: tuple, table: ColourTable) -> np.n
 def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndarray]) -> np.ndarray:
     out = _output(out, planes.y.shape, table)
     lut = table.yuv_lut(tolerance, planes.matrix, planes.full_range)
-    kernels.map_yuv(planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, out)
+    rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
+    kernels.map_yuv(planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, rows)
+    if rows is not out:
+        out[...] = rows
     return out
 
 
