@@ -276,6 +276,9 @@ class SampleIterator:
             self.close()
 
     def _make(self, r: SampleRequest) -> Sample:
+        # A request that failed in planning registered no frames with the servers: take none.
+        if r.error is not None:
+            raise r.error
         # Take from both files first, so a failure in one still consumes the other's frame.
         image = pixels = None
         errors = []
@@ -284,8 +287,6 @@ class SampleIterator:
                 image = self._servers[("image", r.image_uri)].take(r.image_ts)
             except MaskdecError as exc:
                 errors.append(exc)
-        if r.error is not None:
-            raise r.error
         mask_server = self._servers[("mask", r.mask_uri)]
         try:
             pixels = mask_server.take(r.mask_ts)

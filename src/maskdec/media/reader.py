@@ -59,7 +59,9 @@ class MediaReader:
         fmt = self.container.format.name
         self.is_still = fmt in _STILL_FORMATS or fmt.endswith("_pipe")
         self.codec = ctx.name
-        self.lossless = self.codec in LOSSLESS_CODECS
+        pix_fmt = ctx.pix_fmt or ""
+        # Exact colours only when the codec is lossless and stores them without a YUV round trip.
+        self.lossless = self.codec in LOSSLESS_CODECS and not pix_fmt.startswith(("yuv", "nv"))
 
     # ------------------------------------------------------------ lifecycle
     def _close_file(self) -> None:
@@ -101,6 +103,13 @@ class MediaReader:
                 raise MediaDecodeError(f"{self.uri}: holds no decodable image")
             for ts in wanted:
                 yield ts, frame
+            return
+        while wanted and wanted[0] < 0:  # FORMAT.md §2: negative is an error, not the first frame
+            ts = wanted.popleft()
+            what = "frame index" if unit == "index" else "timestamp"
+            yield ts, TimestampRangeError(f"{self.uri}: {what} {ts} is out of range: it is negative, and "
+                                          f"positions start at 0 (the first presented frame)")
+        if not wanted:
             return
         if unit == "index":
             yield from self._frames_by_index(wanted)
