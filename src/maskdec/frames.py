@@ -6,7 +6,9 @@ JSON path of its culprit, prefixed with the file and line when it came from one.
 from __future__ import annotations
 
 import json
+import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
@@ -77,7 +79,7 @@ def _timestamp(d: dict, path: str) -> Optional[int]:
         raise FrameFormatError(f"timestamp must be an integer, got {value!r}", where)
     if isinstance(value, str):
         text = value.strip()
-        if not text.lstrip("-").isdigit():
+        if not re.fullmatch(r"-?[0-9]+", text):
             raise FrameFormatError(f"timestamp must be an integer, got {value!r}", where)
         value = int(text)
     elif isinstance(value, float) and value.is_integer():
@@ -388,8 +390,10 @@ class Frame:
             labels = [labels]
         if not labels or not all(isinstance(x, str) for x in labels):
             raise FrameFormatError("labels must be a non-empty list of strings", f"{path}.label")
+        # plain ints from numpy integers too (a colour picked from a decoded mask image)
+        value = [int(c) if isinstance(c, numbers.Integral) and not isinstance(c, bool) else c for c in mask_rgb]
         roi = Roi(labels=list(labels), sources=[source.id],
-                  mask=RoiMask(id=str(mask_id), value=_colour(list(mask_rgb), f"{path}.mask.value")),
+                  mask=RoiMask(id=str(mask_id), value=_colour(value, f"{path}.mask.value")),
                   id=id, confidence=confidence, meta=meta)
         self.rois.append(roi)
         return roi
@@ -422,7 +426,7 @@ def load_frames(path: Union[str, os.PathLike]) -> list[Frame]:
     base_dir = str(p.resolve().parent)
     if p.suffix.lower() in (".jsonl", ".ndjson"):
         items = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is valid in JSON
             if not line.strip():
                 continue
             try:

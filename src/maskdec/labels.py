@@ -66,6 +66,7 @@ def load_mask_labels(spec: Union[str, os.PathLike, Mapping, Sequence, None]) -> 
     if not isinstance(spec, (list, tuple)):
         raise FrameFormatError("expected a list of {value, labels}", root)
     out = []
+    seen: dict[Colour, int] = {}
     for i, entry in enumerate(spec):
         where = f"{root}[{i}]"
         if not isinstance(entry, Mapping):
@@ -76,6 +77,10 @@ def load_mask_labels(spec: Union[str, os.PathLike, Mapping, Sequence, None]) -> 
         if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
             raise FrameFormatError("'labels' must be a non-empty list of strings", f"{where}.labels")
         colour = normalise_colour(_colour(entry.get("value"), f"{where}.value"))
+        j = seen.setdefault(colour, i)
+        if j != i and out[j].name != labels[0]:  # FORMAT.md §3 Conflicts
+            raise LabelError(f"colour {list(colour)} is declared as {out[j].name!r} by {root}[{j}] "
+                             f"and as {labels[0]!r} by {where}")
         out.append(ColourDecl(colour=colour, name=labels[0], labels=tuple(labels)))
     return out
 
