@@ -121,3 +121,42 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                 for j in range(w):
                     c = j >> shift_x
                     orow[j] = lut[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]
+
+
+def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double radius2,
+                  const double[::1] luma, const double[::1] chroma, double kr, double kb,
+                  label_t[::1] lut):
+    """Fill the chroma-major table (U << 16 | V << 8 | Y) with the id of the declared
+    colour nearest to each YUV triple's exact RGB value, within sqrt(radius2).
+
+    `luma[y]` and `chroma[c]` are the normalised Y' and Cb/Cr of each code value;
+    RGB is computed in floating point (0..255, clipped) and never rounded, so a
+    triple between two colours goes to the truly nearer one. Ties keep the
+    earlier colour; cells beyond the radius keep what `lut` holds (ignore).
+    """
+    cdef Py_ssize_t n = colours.shape[0], k, best_k
+    cdef int u, v, y
+    cdef double r, g, b, d, best, kg = 1.0 - kr - kb
+    cdef double cr_r, cb_b
+    with nogil:
+        for u in range(256):
+            cb_b = 2.0 * (1.0 - kb) * chroma[u]
+            for v in range(256):
+                cr_r = 2.0 * (1.0 - kr) * chroma[v]
+                for y in range(256):
+                    r = luma[y] + cr_r
+                    b = luma[y] + cb_b
+                    g = (luma[y] - kr * r - kb * b) / kg
+                    r = 255.0 * (0.0 if r < 0.0 else (1.0 if r > 1.0 else r))
+                    g = 255.0 * (0.0 if g < 0.0 else (1.0 if g > 1.0 else g))
+                    b = 255.0 * (0.0 if b < 0.0 else (1.0 if b > 1.0 else b))
+                    best = radius2
+                    best_k = -1
+                    for k in range(n):
+                        d = ((r - colours[k, 0]) * (r - colours[k, 0]) + (g - colours[k, 1]) * (g - colours[k, 1])
+                             + (b - colours[k, 2]) * (b - colours[k, 2]))
+                        if d < best or (d == best and best_k < 0):
+                            best = d
+                            best_k = k
+                    if best_k >= 0:
+                        lut[(u << 16) | (v << 8) | y] = ids[best_k]

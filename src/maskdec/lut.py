@@ -44,8 +44,8 @@ class ColourTable:
         return _rgb_lut(self, _radius2(tolerance))
 
     def yuv_lut(self, tolerance: float, matrix: str, full_range: bool) -> np.ndarray:
-        """The 2**24-entry table indexed by U << 16 | V << 8 | Y: each YUV triple
-        converted to RGB with `matrix` and range, then looked up in `rgb_lut`."""
+        """The 2**24-entry table indexed by U << 16 | V << 8 | Y: each YUV triple's
+        exact RGB value (by `matrix` and range) goes to its nearest declared colour."""
         return _yuv_lut(self, _radius2(tolerance), matrix, full_range)
 
     def gray_lut(self, tolerance: float, bits: int) -> np.ndarray:
@@ -87,32 +87,20 @@ def _rgb_lut(table: ColourTable, radius2: int) -> np.ndarray:
 _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
 
 
-@lru_cache(maxsize=2)
-def yuv_to_packed_rgb(matrix: str, full_range: bool) -> np.ndarray:
-    """For every U << 16 | V << 8 | Y, the packed RGB colour it shows (rounded, clipped)."""
-    kr, kb = _KR_KB[matrix]
-    kg = 1.0 - kr - kb
-    uv = np.arange(256, dtype=np.float32)
-    if full_range:
-        luma, chroma = uv / 255.0, (uv - 128.0) / 255.0
-    else:
-        luma, chroma = (uv - 16.0) / 219.0, (uv - 128.0) / 224.0
-    cr, y = chroma[:, None], luma[None, :]
-    out = np.empty((256, 256, 256), np.uint32)
-    for u in range(256):
-        r = y + 2.0 * (1.0 - kr) * cr
-        b = y + 2.0 * (1.0 - kb) * chroma[u]
-        g = (y - kr * r - kb * b) / kg
-        rgb = [np.clip(np.rint(c * 255.0), 0, 255).astype(np.uint32) for c in np.broadcast_arrays(r, g, b)]
-        out[u] = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
-    out = out.reshape(-1)
-    out.setflags(write=False)
-    return out
-
-
 @lru_cache(maxsize=8)
 def _yuv_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool) -> np.ndarray:
-    lut = _rgb_lut(table, radius2)[yuv_to_packed_rgb(matrix, full_range)]
+    kr, kb = _KR_KB[matrix]
+    codes = np.arange(256, dtype=np.float64)
+    if full_range:
+        luma, chroma = codes / 255.0, (codes - 128.0) / 255.0
+    else:
+        luma, chroma = (codes - 16.0) / 219.0, (codes - 128.0) / 224.0
+    lut = _empty(table, 1 << 24)
+    rgb = [(c, i) for c, i in zip(table.colours, table.ids) if len(c) == 3]
+    if rgb:
+        colours = np.array([c for c, _ in rgb], dtype=np.float64).reshape(-1, 3)
+        ids = np.array([i for _, i in rgb], dtype=table.dtype)
+        kernels.build_yuv_lut(colours, ids, float(min(radius2, 3 * 255 ** 2)), luma, chroma, kr, kb, lut)
     lut.setflags(write=False)
     return lut
 
