@@ -4,6 +4,8 @@
 Every function here only loops; it releases the GIL and accepts strided,
 read-only input.
 """
+from libc.math cimport ceil, sqrt
+from libc.string cimport memchr
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
 
 ctypedef fused label_t:
@@ -87,14 +89,60 @@ def build_rgb_lut(const uint8_t[:, ::1] colours, const label_t[::1] ids, int64_t
                                 lut[key] = ids[k]
 
 
+cdef inline uint32_t _coarse(uint32_t key) noexcept nogil:
+    """Index into the 64**3 distance table: the top 6 bits of U, V and Y."""
+    return ((key >> 18) << 12) | (((key >> 10) & 63) << 6) | ((key >> 2) & 63)
+
+
+cdef inline label_t _repair(const uint8_t* u, const uint8_t* v, Py_ssize_t row_u, Py_ssize_t row_v,
+                            Py_ssize_t col_u, Py_ssize_t col_v, Py_ssize_t ch, Py_ssize_t cw, Py_ssize_t i,
+                            Py_ssize_t j, int shift_x, int shift_y, uint32_t luma, const label_t* clean,
+                            const uint8_t* coarse) noexcept nogil:
+    """The label of the nearest colour among this pixel's chroma and its neighbours' on its side,
+    ranked by the small (cache-resident) distance table `coarse`."""
+    cdef Py_ssize_t k = i >> shift_y, c = j >> shift_x, kn = k, cn = c
+    if shift_y:
+        kn = k - 1 if (i & 1) == 0 else k + 1
+        if kn < 0 or kn >= ch:
+            kn = k
+    if shift_x:
+        cn = c - 1 if (j & 1) == 0 else c + 1
+        if cn < 0 or cn >= cw:
+            cn = c
+    cdef uint32_t best = (((<uint32_t>u[k * row_u + c * col_u] << 8) | v[k * row_v + c * col_v]) << 8) | luma
+    cdef uint32_t cand
+    cdef uint8_t best_d = coarse[_coarse(best)], d
+    cand = (((<uint32_t>u[k * row_u + cn * col_u] << 8) | v[k * row_v + cn * col_v]) << 8) | luma
+    d = coarse[_coarse(cand)]
+    if d < best_d:
+        best, best_d = cand, d
+    cand = (((<uint32_t>u[kn * row_u + c * col_u] << 8) | v[kn * row_v + c * col_v]) << 8) | luma
+    d = coarse[_coarse(cand)]
+    if d < best_d:
+        best, best_d = cand, d
+    cand = (((<uint32_t>u[kn * row_u + cn * col_u] << 8) | v[kn * row_v + cn * col_v]) << 8) | luma
+    d = coarse[_coarse(cand)]
+    if d < best_d:
+        best = cand
+    return clean[best]
+
+
 def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
-            const label_t[::1] lut, label_t[:, ::1] out):
+            const label_t[::1] lut, const label_t[::1] clean, const uint8_t[::1] coarse, int sentinel,
+            label_t[:, ::1] out):
     """out[i, j] = lut[U << 16 | V << 8 | Y], chroma taken at (i >> shift_y, j >> shift_x).
 
     The table is indexed chroma-major so that the luma drift inside a flat
     region stays within one cache line. Planar 4:2:0 (shifts 1, 1), 4:2:2
     (1, 0) and 4:4:4 (0, 0); NV12 passes its interleaved chroma plane as two
     strided views.
+
+    Edge repair: where `lut` holds `sentinel` (>= 0), the colour matches no
+    declared colour well, as when a pixel's chroma block straddles a class
+    edge; the pixel then also tries the chroma of the neighbouring blocks on
+    its side, with its own luma, and takes the `clean` label of the one
+    nearest to a declared colour by `coarse`, a 64**3 distance table indexed
+    by the top 6 bits of U, V and Y (small enough to stay in cache).
     """
     cdef Py_ssize_t h = out.shape[0], w = out.shape[1], i, j, c
     cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1]
@@ -103,6 +151,10 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     cdef const uint8_t* vrow
     cdef label_t* orow
     cdef uint32_t uv
+    cdef label_t a
+    cdef label_t mark = <label_t>sentinel if sentinel >= 0 else 0
+    cdef bint repair = sentinel >= 0
+    cdef const uint8_t* found
     with nogil:
         for i in range(h):
             yrow = &y[i, 0]
@@ -121,11 +173,26 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                 for j in range(w):
                     c = j >> shift_x
                     orow[j] = lut[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]
+            if not repair:
+                continue
+            j = 0
+            while j < w:
+                if label_t is uint8_t:  # skip unmarked runs with memchr (SIMD)
+                    found = <const uint8_t*>memchr(<const void*>(orow + j), mark, w - j)
+                    if found == NULL:
+                        break
+                    j = found - <const uint8_t*>orow
+                elif orow[j] != mark:
+                    j += 1
+                    continue
+                orow[j] = _repair(&u[0, 0], &v[0, 0], u.strides[0], v.strides[0], us, vs, u.shape[0], u.shape[1],
+                                  i, j, shift_x, shift_y, yrow[j * ys], &clean[0], &coarse[0])
+                j += 1
 
 
 def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double radius2,
                   const double[::1] luma, const double[::1] chroma, double kr, double kb,
-                  label_t[::1] lut):
+                  label_t[::1] lut, uint8_t[::1] dist):
     """Fill the chroma-major table (U << 16 | V << 8 | Y) with the id of the declared
     colour nearest to each YUV triple's exact RGB value, within sqrt(radius2).
 
@@ -133,11 +200,12 @@ def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double r
     RGB is computed in floating point (0..255, clipped) and never rounded, so a
     triple between two colours goes to the truly nearer one. Ties keep the
     earlier colour; cells beyond the radius keep what `lut` holds (ignore).
+    `dist` gets the distance to the nearest colour, rounded up, at most 255.
     """
     cdef Py_ssize_t n = colours.shape[0], k, best_k
     cdef int u, v, y
     cdef double r, g, b, d, best, kg = 1.0 - kr - kb
-    cdef double cr_r, cb_b
+    cdef double cr_r, cb_b, nearest
     with nogil:
         for u in range(256):
             cb_b = 2.0 * (1.0 - kb) * chroma[u]
@@ -152,11 +220,15 @@ def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double r
                     b = 255.0 * (0.0 if b < 0.0 else (1.0 if b > 1.0 else b))
                     best = radius2
                     best_k = -1
+                    nearest = 255.0 * 255.0
                     for k in range(n):
                         d = ((r - colours[k, 0]) * (r - colours[k, 0]) + (g - colours[k, 1]) * (g - colours[k, 1])
                              + (b - colours[k, 2]) * (b - colours[k, 2]))
+                        if d < nearest:
+                            nearest = d
                         if d < best or (d == best and best_k < 0):
                             best = d
                             best_k = k
                     if best_k >= 0:
                         lut[(u << 16) | (v << 8) | y] = ids[best_k]
+                    dist[(u << 16) | (v << 8) | y] = <uint8_t>ceil(sqrt(nearest))

@@ -21,6 +21,9 @@ __all__ = ["ColourTable", "map_pixels", "DEFAULT_LOSSY_TOLERANCE"]
 
 #: Tolerance used for lossy masks when the caller gives none (RGB distance).
 DEFAULT_LOSSY_TOLERANCE = 60.0
+#: YUV pixels farther than this from every declared colour (RGB distance) straddle a
+#: class edge inside their chroma block; the YUV kernel then tries the neighbouring chroma.
+EDGE_REPAIR_DISTANCE = 16
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,11 @@ class ColourTable:
     def yuv_lut(self, tolerance: float, matrix: str, full_range: bool) -> np.ndarray:
         """The 2**24-entry table indexed by U << 16 | V << 8 | Y: each YUV triple's
         exact RGB value (by `matrix` and range) goes to its nearest declared colour."""
-        return _yuv_lut(self, _radius2(tolerance), matrix, full_range)
+        return _yuv_lut(self, _radius2(tolerance), matrix, full_range)[0]
+
+    def yuv_distance(self, matrix: str, full_range: bool) -> np.ndarray:
+        """Per YUV triple (same indexing), its RGB distance to the nearest declared colour, rounded up."""
+        return _yuv_lut(self, 0, matrix, full_range)[1]
 
     def gray_lut(self, tolerance: float, bits: int) -> np.ndarray:
         """The 2**bits-entry table for grayscale masks."""
@@ -88,7 +95,7 @@ _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627,
 
 
 @lru_cache(maxsize=8)
-def _yuv_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool) -> np.ndarray:
+def _yuv_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
     kr, kb = _KR_KB[matrix]
     codes = np.arange(256, dtype=np.float64)
     if full_range:
@@ -96,13 +103,37 @@ def _yuv_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool) ->
     else:
         luma, chroma = (codes - 16.0) / 219.0, (codes - 128.0) / 224.0
     lut = _empty(table, 1 << 24)
+    dist = np.full(1 << 24, 255, np.uint8)
     rgb = [(c, i) for c, i in zip(table.colours, table.ids) if len(c) == 3]
     if rgb:
         colours = np.array([c for c, _ in rgb], dtype=np.float64).reshape(-1, 3)
         ids = np.array([i for _, i in rgb], dtype=table.dtype)
-        kernels.build_yuv_lut(colours, ids, float(min(radius2, 3 * 255 ** 2)), luma, chroma, kr, kb, lut)
+        kernels.build_yuv_lut(colours, ids, float(min(radius2, 3 * 255 ** 2)), luma, chroma, kr, kb, lut, dist)
     lut.setflags(write=False)
-    return lut
+    dist.setflags(write=False)
+    return lut, dist
+
+
+_NO_COARSE = np.zeros(1, np.uint8)
+
+
+@lru_cache(maxsize=8)
+def _yuv_repair_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool
+                    ) -> tuple[np.ndarray, np.ndarray, int]:
+    """For edge repair: the YUV table with cells farther than EDGE_REPAIR_DISTANCE from every
+    declared colour marked by a sentinel that no label uses; the 64**3 coarse distance table
+    (the distance at each cell's centre); the sentinel (-1 with the plain table if none is free)."""
+    clean, dist = _yuv_lut(table, radius2, matrix, full_range)
+    used = set(table.ids) | {table.ignore_index}
+    free = next((v for v in range(np.iinfo(table.dtype).max + 1) if v not in used), None)
+    if free is None:
+        return clean, _NO_COARSE, -1
+    marked = clean.copy()
+    marked[dist > EDGE_REPAIR_DISTANCE] = free
+    coarse = np.ascontiguousarray(dist.reshape(256, 256, 256)[2::4, 2::4, 2::4]).reshape(-1)
+    for array in (marked, coarse):
+        array.setflags(write=False)
+    return marked, coarse, free
 
 
 @lru_cache(maxsize=32)
@@ -166,11 +197,17 @@ def _output(out: Optional[np.ndarray], shape: tuple, table: ColourTable) -> np.n
     return out
 
 
-def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndarray]) -> np.ndarray:
+def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndarray],
+             edge_repair: bool = True) -> np.ndarray:
     out = _output(out, planes.y.shape, table)
-    lut = table.yuv_lut(tolerance, planes.matrix, planes.full_range)
+    radius2 = _radius2(tolerance)
+    clean = _yuv_lut(table, radius2, planes.matrix, planes.full_range)[0]
+    lut, coarse, sentinel = clean, _NO_COARSE, -1
+    if edge_repair and (planes.shift_x or planes.shift_y):
+        lut, coarse, sentinel = _yuv_repair_lut(table, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
-    kernels.map_yuv(planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, rows)
+    kernels.map_yuv(planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, clean, coarse, sentinel,
+                    rows)
     if rows is not out:
         out[...] = rows
     return out
