@@ -129,7 +129,7 @@ cdef inline label_t _repair(const uint8_t* u, const uint8_t* v, Py_ssize_t row_u
 
 def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
             const label_t[::1] lut, const label_t[::1] clean, const uint8_t[::1] coarse, int sentinel,
-            label_t[:, ::1] out):
+            label_t[:, ::1] out, Py_ssize_t row0=0, Py_ssize_t row1=-1):
     """out[i, j] = lut[U << 16 | V << 8 | Y], chroma taken at (i >> shift_y, j >> shift_x).
 
     The table is indexed chroma-major so that the luma drift inside a flat
@@ -143,6 +143,9 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     its side, with its own luma, and takes the `clean` label of the one
     nearest to a declared colour by `coarse`, a 64**3 distance table indexed
     by the top 6 bits of U, V and Y (small enough to stay in cache).
+
+    Only rows row0 <= i < row1 (all by default) are written, so that callers
+    can split a frame across threads.
     """
     cdef Py_ssize_t h = out.shape[0], w = out.shape[1], i, j, c
     cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1]
@@ -156,7 +159,7 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     cdef bint repair = sentinel >= 0
     cdef const uint8_t* found
     with nogil:
-        for i in range(h):
+        for i in range(row0, h if row1 < 0 else row1):
             yrow = &y[i, 0]
             urow = &u[i >> shift_y, 0]
             vrow = &v[i >> shift_y, 0]
@@ -183,11 +186,11 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                         break
                     j = found - <const uint8_t*>orow
                 elif orow[j] != mark:
-                    j += 1
+                    j = j + 1
                     continue
                 orow[j] = _repair(&u[0, 0], &v[0, 0], u.strides[0], v.strides[0], us, vs, u.shape[0], u.shape[1],
                                   i, j, shift_x, shift_y, yrow[j * ys], &clean[0], &coarse[0])
-                j += 1
+                j = j + 1
 
 
 def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double radius2,
@@ -232,3 +235,82 @@ def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double r
                     if best_k >= 0:
                         lut[(u << 16) | (v << 8) | y] = ids[best_k]
                     dist[(u << 16) | (v << 8) | y] = <uint8_t>ceil(sqrt(nearest))
+
+
+# ------------------------------------------------------------------ per-sample statistics
+# counts[0] += pixels whose own value is a declared colour (its bit is set in `exact_bits`);
+# counts[2] += the other pixels whose label is `ignore`; counts[1] += the rest (snapped).
+
+cdef inline int _bit(const uint8_t* bits, uint32_t key) noexcept nogil:
+    return (bits[key >> 3] >> (key & 7)) & 1
+
+
+def count_rgb(const uint8_t[:, :, :] image, const label_t[:, :] labels, const uint8_t[::1] exact_bits,
+              int ignore, int64_t[::1] counts):
+    """Count exact / snapped / unknown pixels of an RGB mask and its label map (bits by r << 16 | g << 8 | b)."""
+    cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
+    cdef Py_ssize_t sj = image.strides[1], sc = image.strides[2]
+    cdef const uint8_t* row
+    cdef const uint8_t* bits = &exact_bits[0]
+    cdef uint32_t key
+    cdef int64_t exact = 0, unknown = 0
+    cdef int e
+    cdef label_t mark = <label_t>ignore
+    with nogil:
+        for i in range(h):
+            row = &image[i, 0, 0]
+            for j in range(w):
+                key = (<uint32_t>row[j * sj] << 16) | (<uint32_t>row[j * sj + sc] << 8) | row[j * sj + 2 * sc]
+                e = _bit(bits, key)
+                exact += e
+                unknown += (1 - e) & (labels[i, j] == mark)
+    counts[0] += exact
+    counts[1] += h * w - exact - unknown
+    counts[2] += unknown
+
+
+def count_gray(const gray_t[:, :] image, const label_t[:, :] labels, const uint8_t[::1] exact_bits,
+               int ignore, int64_t[::1] counts):
+    """Count exact / snapped / unknown pixels of an 8- or 16-bit grey mask and its label map."""
+    cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
+    cdef const uint8_t* bits = &exact_bits[0]
+    cdef int64_t exact = 0, unknown = 0
+    cdef int e
+    cdef label_t mark = <label_t>ignore
+    with nogil:
+        for i in range(h):
+            for j in range(w):
+                e = _bit(bits, image[i, j])
+                exact += e
+                unknown += (1 - e) & (labels[i, j] == mark)
+    counts[0] += exact
+    counts[1] += h * w - exact - unknown
+    counts[2] += unknown
+
+
+def count_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
+              const label_t[:, :] labels, const uint8_t[::1] exact_bits, int ignore, int64_t[::1] counts):
+    """Count exact / snapped / unknown pixels of YUV planes (bits by U << 16 | V << 8 | Y) and their label map."""
+    cdef Py_ssize_t h = labels.shape[0], w = labels.shape[1], i, j
+    cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1]
+    cdef const uint8_t* yrow
+    cdef const uint8_t* urow
+    cdef const uint8_t* vrow
+    cdef const uint8_t* bits = &exact_bits[0]
+    cdef Py_ssize_t c
+    cdef int64_t exact = 0, unknown = 0
+    cdef int e
+    cdef label_t mark = <label_t>ignore
+    with nogil:
+        for i in range(h):
+            yrow = &y[i, 0]
+            urow = &u[i >> shift_y, 0]
+            vrow = &v[i >> shift_y, 0]
+            for j in range(w):
+                c = j >> shift_x
+                e = _bit(bits, (((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys])
+                exact += e
+                unknown += (1 - e) & (labels[i, j] == mark)
+    counts[0] += exact
+    counts[1] += h * w - exact - unknown
+    counts[2] += unknown

@@ -8,6 +8,8 @@ colour declared first. Tables are built once and cached.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence
@@ -17,7 +19,7 @@ import numpy as np
 from ._core import kernels
 from .errors import MaskdecError
 
-__all__ = ["ColourTable", "map_pixels", "DEFAULT_LOSSY_TOLERANCE"]
+__all__ = ["ColourTable", "map_pixels", "DEFAULT_LOSSY_TOLERANCE", "PixelStats", "pixel_stats"]
 
 #: Tolerance used for lossy masks when the caller gives none (RGB distance).
 DEFAULT_LOSSY_TOLERANCE = 60.0
@@ -117,6 +119,31 @@ def _yuv_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool) ->
 _NO_COARSE = np.zeros(1, np.uint8)
 
 
+_POOL_THREADS = 0
+_POOL: Optional[tuple[int, ThreadPoolExecutor]] = None
+
+
+def kernel_threads() -> int:
+    """Threads a frame's YUV mapping is split over: MASKDEC_KERNEL_THREADS, else the cores
+    this process may use. Worker processes (export, DataLoader) set it to 1."""
+    value = os.environ.get("MASKDEC_KERNEL_THREADS")
+    if value:
+        return max(1, int(value))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _kernel_pool() -> Optional[ThreadPoolExecutor]:
+    """A per-process pool of helper threads for the kernel (None when single-threaded)."""
+    global _POOL, _POOL_THREADS
+    threads = kernel_threads()
+    if threads <= 1:
+        return None
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL_THREADS != threads:  # new after a fork
+        _POOL_THREADS = threads
+        _POOL = (os.getpid(), ThreadPoolExecutor(threads - 1, thread_name_prefix="maskdec-kernel"))
+    return _POOL[1]
+
+
 @lru_cache(maxsize=8)
 def _yuv_repair_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool
                     ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -206,8 +233,18 @@ def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndar
     if edge_repair and (planes.shift_x or planes.shift_y):
         lut, coarse, sentinel = _yuv_repair_lut(table, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
-    kernels.map_yuv(planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, clean, coarse, sentinel,
-                    rows)
+    args = (planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, clean, coarse, sentinel, rows)
+    pool = _kernel_pool()
+    height = rows.shape[0]
+    if pool is None or height < 64:
+        kernels.map_yuv(*args)
+    else:  # the kernel releases the GIL: halves of the frame run side by side
+        step = -(-height // (2 * _POOL_THREADS)) * 2  # even, so chroma rows are not split
+        bounds = [(r, min(r + step, height)) for r in range(step, height, step)]
+        futures = [pool.submit(kernels.map_yuv, *args, r0, r1) for r0, r1 in bounds]
+        kernels.map_yuv(*args, 0, min(step, height))
+        for future in futures:
+            future.result()
     if rows is not out:
         out[...] = rows
     return out
@@ -217,3 +254,86 @@ def table_for(decls: Sequence, ids: Sequence[int], ignore_index: int, dtype: np.
     """A ColourTable from declarations (each with `.colour`) and their ids."""
     return ColourTable(tuple(tuple(d.colour) for d in decls), tuple(int(i) for i in ids),
                        int(ignore_index), np.dtype(dtype).name)
+
+
+# ------------------------------------------------------------------ per-sample statistics
+
+#: A YUV pixel counts as exact when its RGB value lies this close to a declared colour
+#: (the rounding of a colour to 8-bit YUV code values moves it by up to 2).
+YUV_EXACT_DISTANCE = 2
+
+
+@dataclass(frozen=True)
+class PixelStats:
+    """How a mask's pixels met the declared colours: `exact` (the pixel is a declared colour),
+    `snapped` (mapped to a label by the tolerance, or by YUV edge repair), `unknown` (ignore_index)."""
+
+    exact: int
+    snapped: int
+    unknown: int
+
+    @property
+    def total(self) -> int:
+        return self.exact + self.snapped + self.unknown
+
+    def to_dict(self) -> dict[str, int]:
+        return {"exact": self.exact, "snapped": self.snapped, "unknown": self.unknown}
+
+
+def _packbits(hit: np.ndarray) -> np.ndarray:
+    bits = np.packbits(hit, bitorder="little")
+    bits.setflags(write=False)
+    return bits
+
+
+@lru_cache(maxsize=8)
+def _rgb_exact_bits(table: ColourTable) -> np.ndarray:
+    hit = np.zeros(1 << 24, bool)
+    for c in table.colours:
+        if len(c) == 3:
+            hit[(c[0] << 16) | (c[1] << 8) | c[2]] = True
+    return _packbits(hit)
+
+
+@lru_cache(maxsize=32)
+def _gray_exact_bits(table: ColourTable, bits: int) -> np.ndarray:
+    hit = np.zeros(1 << bits, bool)
+    for c in table.colours:
+        if len(c) == 1 or c[0] == c[1] == c[2]:
+            if c[0] < hit.size:
+                hit[c[0]] = True
+    return _packbits(hit)
+
+
+@lru_cache(maxsize=8)
+def _yuv_exact_bits(table: ColourTable, matrix: str, full_range: bool) -> np.ndarray:
+    return _packbits(_yuv_lut(table, 0, matrix, full_range)[1] <= YUV_EXACT_DISTANCE)
+
+
+def pixel_stats(pixels, table: ColourTable, label_map: np.ndarray) -> PixelStats:
+    """Count the exact, snapped and unknown pixels of a mask, given the label map that
+    `map_pixels(pixels, table, ...)` made of it (one cheap pass, no table rebuilt)."""
+    counts = np.zeros(3, np.int64)
+    label_map = np.asarray(label_map)
+    if label_map.dtype != np.dtype(table.dtype) or label_map.ndim != 2:
+        raise MaskdecError(f"label_map must be 2-D {table.dtype}, got {label_map.shape} {label_map.dtype}")
+    if hasattr(pixels, "matrix"):  # YuvPlanes
+        if pixels.y.shape != label_map.shape:
+            raise MaskdecError(f"label_map is {label_map.shape}, the planes {pixels.y.shape}")
+        bits = _yuv_exact_bits(table, pixels.matrix, pixels.full_range)
+        kernels.count_yuv(pixels.y, pixels.u, pixels.v, pixels.shift_x, pixels.shift_y, label_map, bits,
+                          table.ignore_index, counts)
+        return PixelStats(*(int(c) for c in counts))
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 3 and pixels.shape[2] in (1, 4):
+        pixels = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels[:, :, :3]
+    if pixels.shape[:2] != label_map.shape:
+        raise MaskdecError(f"label_map is {label_map.shape}, the pixels {pixels.shape[:2]}")
+    if pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
+        kernels.count_rgb(pixels, label_map, _rgb_exact_bits(table), table.ignore_index, counts)
+    elif pixels.ndim == 2 and pixels.dtype in (np.uint8, np.uint16):
+        bits = _gray_exact_bits(table, 8 * pixels.dtype.itemsize)
+        kernels.count_gray(pixels, label_map, bits, table.ignore_index, counts)
+    else:
+        raise MaskdecError(f"cannot count pixels of shape {pixels.shape} and dtype {pixels.dtype}")
+    return PixelStats(*(int(c) for c in counts))
