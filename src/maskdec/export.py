@@ -115,4 +115,5 @@ def _write_sample(out: Path, sample: Sample, written_images: set) -> dict:
             written_images.add(image_rel)
     return {"frame_index": sample.frame_index, "source_id": sample.source_id, "mask_id": sample.mask_id,
             "timestamp": sample.timestamp, "mask_timestamp": sample.mask_timestamp,
-            "label_map": label_rel, "image": image_rel}
+            "label_map": label_rel, "image": image_rel,
+            "stats": None if sample.stats is None else sample.stats.to_dict()}

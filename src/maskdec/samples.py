@@ -16,7 +16,7 @@ import numpy as np
 from .errors import FrameFormatError, MaskdecError, SizeMismatchError
 from .frames import Frame, Mask, Source, load_frames
 from .labels import ColourDecl, LabelTable, load_mask_labels, mask_declarations
-from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, map_pixels, table_for
+from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, PixelStats, map_pixels, pixel_stats, table_for
 from .media.planes import mask_data
 from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
@@ -37,6 +37,7 @@ class Sample:
     mask_id: str
     timestamp: int
     mask_timestamp: int
+    stats: Optional[PixelStats] = None  # exact / snapped / unknown pixels of the mask, before any resize
 
     def __iter__(self) -> Iterator[Optional[np.ndarray]]:
         yield self.image
@@ -301,6 +302,7 @@ class SampleIterator:
         if tolerance is None:
             tolerance = 0.0 if mask_server.lossless else DEFAULT_LOSSY_TOLERANCE
         label_map = map_pixels(pixels, r.table, tolerance)
+        stats = pixel_stats(pixels, r.table, label_map)
         if image is not None:
             size = image.shape[:2]
         elif r.source.width is not None and r.source.height is not None:
@@ -309,7 +311,7 @@ class SampleIterator:
             size = label_map.shape
         label_map = _fit(label_map, size, self._strict_sizes, r)
         return Sample(image=image, label_map=label_map, frame_index=r.frame_index, source_id=r.source.id,
-                      mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts)
+                      mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts, stats=stats)
 
 
 def iter_samples(
