@@ -73,5 +73,88 @@ def export(frames: Optional[str], out_dir: str, use_example: bool, labels_file: 
     sys.exit(1 if summary.failed else 0)
 
 
+@main.command()
+@click.argument("frames", type=click.Path(dir_okay=False, exists=True))
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, exists=True),
+              help="JSON {name: id} enumeration.")
+@click.option("--mask-labels", "mask_labels_file", type=click.Path(dir_okay=False, exists=True),
+              help="Dataset-level colour table (FORMAT.md §3).")
+@click.option("--tolerance", type=float, default=None,
+              help="RGB distance that counts as drift of a declared colour (default: by codec).")
+@click.option("--max-samples", type=int, default=None, help="Inspect at most N samples per mask file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def inspect(frames: str, labels_file: Optional[str], mask_labels_file: Optional[str], tolerance: Optional[float],
+            max_samples: Optional[int], as_json: bool) -> None:
+    """Report media facts, the label table and the colours each mask really holds."""
+    from .inspect import inspect_frames
+
+    try:
+        report = inspect_frames(frames, labels=_load_json(labels_file), mask_labels=mask_labels_file,
+                                tolerance=tolerance, max_samples=max_samples)
+    except MaskdecError as exc:
+        click.echo(f"maskdec: error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_text(), nl=as_json)
+    sys.exit(1 if report.failures else 0)
+
+
+@main.command()
+@click.argument("frames", type=click.Path(dir_okay=False, exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, exists=True),
+              help="JSON {name: id} enumeration.")
+@click.option("--mask-labels", "mask_labels_file", type=click.Path(dir_okay=False, exists=True),
+              help="Dataset-level colour table (FORMAT.md §3).")
+@click.option("--tolerance", type=float, default=None, help="RGB snapping distance (default: by codec).")
+@click.option("--max-samples", type=int, default=None, help="Preview at most the first N samples.")
+def preview(frames: str, out_dir: str, labels_file: Optional[str], mask_labels_file: Optional[str],
+            tolerance: Optional[float], max_samples: Optional[int]) -> None:
+    """Write overlays, a contact sheet and index.html for the samples of FRAMES to --out."""
+    from .preview import preview as run_preview
+
+    try:
+        summary = run_preview(frames, out_dir, labels=_load_json(labels_file), mask_labels=mask_labels_file,
+                              tolerance=tolerance, max_samples=max_samples)
+    except MaskdecError as exc:
+        click.echo(f"maskdec: error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"previewed {len(summary.rows)} samples, {len(summary.warnings)} warnings: {summary.index}", err=True)
+    for warning in summary.warnings:
+        click.echo(f"  warning: {warning}", err=True)
+
+
+@main.command()
+@click.argument("label_maps", type=click.Path(exists=True))
+@click.option("--labels", "labels_file", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="JSON {name: id} label table.")
+@click.option("--colours", "colours_file", type=click.Path(dir_okay=False, exists=True),
+              help="JSON {name: [r, g, b]} (default: generated distinct colours).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--codec", type=click.Choice(["ffv1", "libx264rgb", "h264"]), default="ffv1", show_default=True,
+              help="ffv1 and libx264rgb are lossless; h264 is lossy yuv420p.")
+@click.option("--crf", type=int, default=None, help="Quality of the lossy h264 codec (default 18).")
+@click.option("--fps", type=int, default=30, show_default=True)
+@click.option("--source", type=click.Path(exists=True), default=None,
+              help="Image video or folder of images paired with the label maps (default: the mask video).")
+@click.option("--mask-id", default="seg", show_default=True)
+@click.option("--ignore-index", type=int, default=255, show_default=True,
+              help="Label id of unlabelled pixels (painted black, declared by no ROI).")
+def encode(label_maps: str, labels_file: str, colours_file: Optional[str], out_dir: str, codec: str,
+           crf: Optional[int], fps: int, source: Optional[str], mask_id: str, ignore_index: int) -> None:
+    """Encode LABEL_MAPS (a folder of PNGs or an .npy stack) into a mask video and frames.jsonl."""
+    from .encode import encode_masks
+
+    try:
+        result = encode_masks(label_maps, out_dir, labels=_load_json(labels_file), colours=_load_json(colours_file),
+                              codec=codec, fps=fps, source=source, mask_id=mask_id, ignore_index=ignore_index,
+                              crf=crf)
+    except MaskdecError as exc:
+        click.echo(f"maskdec: error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"encoded {result.n_frames} label maps into {result.mask_path} "
+               f"({'lossless' if result.lossless else 'lossy'}); frames {result.frames_path}", err=True)
+    click.echo(str(result.frames_path))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
