@@ -6,7 +6,7 @@ read-only input.
 """
 from libc.math cimport ceil, sqrt
 from libc.string cimport memchr
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t
 
 ctypedef fused label_t:
     uint8_t
@@ -240,6 +240,7 @@ def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double r
 # ------------------------------------------------------------------ per-sample statistics
 # counts[0] += pixels whose own value is a declared colour (its bit is set in `exact_bits`);
 # counts[2] += the other pixels whose label is `ignore`; counts[1] += the rest (snapped).
+# Mask frames are flat: a pixel whose key equals its left neighbour's reuses its bit.
 
 cdef inline int _bit(const uint8_t* bits, uint32_t key) noexcept nogil:
     return (bits[key >> 3] >> (key & 7)) & 1
@@ -249,21 +250,27 @@ def count_rgb(const uint8_t[:, :, :] image, const label_t[:, :] labels, const ui
               int ignore, int64_t[::1] counts):
     """Count exact / snapped / unknown pixels of an RGB mask and its label map (bits by r << 16 | g << 8 | b)."""
     cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
-    cdef Py_ssize_t sj = image.strides[1], sc = image.strides[2]
+    cdef Py_ssize_t sj = image.strides[1], sc = image.strides[2], lj = labels.strides[1]
     cdef const uint8_t* row
+    cdef const uint8_t* lrow
     cdef const uint8_t* bits = &exact_bits[0]
-    cdef uint32_t key
+    cdef uint32_t key, last
     cdef int64_t exact = 0, unknown = 0
     cdef int e
     cdef label_t mark = <label_t>ignore
     with nogil:
         for i in range(h):
             row = &image[i, 0, 0]
+            lrow = <const uint8_t*>&labels[i, 0]
+            last = 0xFFFFFFFF
+            e = 0
             for j in range(w):
                 key = (<uint32_t>row[j * sj] << 16) | (<uint32_t>row[j * sj + sc] << 8) | row[j * sj + 2 * sc]
-                e = _bit(bits, key)
+                if key != last:
+                    last = key
+                    e = _bit(bits, key)
                 exact += e
-                unknown += (1 - e) & (labels[i, j] == mark)
+                unknown += (1 - e) & ((<const label_t*>(lrow + j * lj))[0] == mark)
     counts[0] += exact
     counts[1] += h * w - exact - unknown
     counts[2] += unknown
@@ -292,12 +299,14 @@ def count_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] 
               const label_t[:, :] labels, const uint8_t[::1] exact_bits, int ignore, int64_t[::1] counts):
     """Count exact / snapped / unknown pixels of YUV planes (bits by U << 16 | V << 8 | Y) and their label map."""
     cdef Py_ssize_t h = labels.shape[0], w = labels.shape[1], i, j
-    cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1]
+    cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1], lj = labels.strides[1]
     cdef const uint8_t* yrow
     cdef const uint8_t* urow
     cdef const uint8_t* vrow
+    cdef const uint8_t* lrow
     cdef const uint8_t* bits = &exact_bits[0]
     cdef Py_ssize_t c
+    cdef uint32_t key, last
     cdef int64_t exact = 0, unknown = 0
     cdef int e
     cdef label_t mark = <label_t>ignore
@@ -306,11 +315,44 @@ def count_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] 
             yrow = &y[i, 0]
             urow = &u[i >> shift_y, 0]
             vrow = &v[i >> shift_y, 0]
+            lrow = <const uint8_t*>&labels[i, 0]
+            last = 0xFFFFFFFF
+            e = 0
             for j in range(w):
                 c = j >> shift_x
-                e = _bit(bits, (((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys])
+                key = (((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]
+                if key != last:
+                    last = key
+                    e = _bit(bits, key)
                 exact += e
-                unknown += (1 - e) & (labels[i, j] == mark)
+                unknown += (1 - e) & ((<const label_t*>(lrow + j * lj))[0] == mark)
     counts[0] += exact
     counts[1] += h * w - exact - unknown
     counts[2] += unknown
+
+
+ctypedef fused index_t:
+    uint8_t
+    uint16_t
+    int32_t
+
+
+def index_boxes(const index_t[:, :] index_map, int64_t[:, ::1] boxes):
+    """For every index k < len(boxes) present in `index_map`: boxes[k] = (area, x0, y0, x1, y1),
+    the pixel count and the tight box with exclusive ends. Start with boxes[k] = (0, w, h, 0, 0)."""
+    cdef Py_ssize_t h = index_map.shape[0], w = index_map.shape[1], n = boxes.shape[0], i, j
+    cdef Py_ssize_t k
+    with nogil:
+        for i in range(h):
+            for j in range(w):
+                k = index_map[i, j]
+                if 0 <= k < n:
+                    boxes[k, 0] += 1
+                    if j < boxes[k, 1]:
+                        boxes[k, 1] = j
+                    if i < boxes[k, 2]:
+                        boxes[k, 2] = i
+                    if j + 1 > boxes[k, 3]:
+                        boxes[k, 3] = j + 1
+                    if i + 1 > boxes[k, 4]:
+                        boxes[k, 4] = i + 1

@@ -9,6 +9,7 @@ from .errors import (FrameFormatError, LabelError, MaskdecError, MaskdecWarning,
 from .frames import Frame, Mask, Roi, RoiMask, Source, load_frames
 from .labels import LabelTable
 from .lut import ColourTable, map_pixels
+from .rois import RoiSample, iter_roi_samples
 from .samples import Sample, SampleFailure, iter_samples, plan_samples
 
 __version__ = "0.1.0"
@@ -18,5 +19,5 @@ __all__ = [
     "TimestampRangeError", "SizeMismatchError", "MissingExtraError", "MaskdecWarning",
     "Frame", "Source", "Mask", "Roi", "RoiMask", "load_frames",
     "LabelTable", "ColourTable", "map_pixels",
-    "Sample", "SampleFailure", "iter_samples", "plan_samples",
+    "Sample", "SampleFailure", "iter_samples", "plan_samples", "RoiSample", "iter_roi_samples",
 ]

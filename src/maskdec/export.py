@@ -85,7 +85,7 @@ def export(
     summary = ExportSummary(out_dir=out, labels=table.to_dict())
     _write_text(out / "labels.json", json.dumps(table.to_dict(), indent=2, sort_keys=True) + "\n")
     samples = SampleIterator(table, requests, tolerance=tolerance, images=images, strict_sizes=False,
-                             timestamp_unit="ms", threads=None, raise_errors=False)
+                             timestamp_unit="ms", threads=None, raise_errors=False, stats=True)
     manifest_lines, failure_lines = [], []
     written_images: set[str] = set()
     for result in samples:

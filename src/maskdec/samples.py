@@ -14,12 +14,13 @@ import cv2
 import numpy as np
 
 from .errors import FrameFormatError, MaskdecError, SizeMismatchError
-from .frames import Frame, Mask, Source, load_frames
+from .frames import Frame, Mask, Roi, Source, load_frames
 from .labels import ColourDecl, LabelTable, load_mask_labels, mask_declarations
 from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, PixelStats, map_pixels, pixel_stats, table_for
 from .media.planes import mask_data
 from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
+from .rois import MaskIndex, RoiRef, roi_index_plan
 
 __all__ = ["Sample", "SampleFailure", "SampleIterator", "iter_samples", "plan_samples", "SampleRequest"]
 
@@ -38,10 +39,45 @@ class Sample:
     timestamp: int
     mask_timestamp: int
     stats: Optional[PixelStats] = None  # exact / snapped / unknown pixels of the mask, before any resize
+    rois: tuple[RoiRef, ...] = ()  # the ROIs that declared colours of this mask, with their label ids
+    instance_map: Optional[np.ndarray] = None  # (H, W) int32: k + 1 = the k-th ROI of .rois, 0 none
 
     def __iter__(self) -> Iterator[Optional[np.ndarray]]:
         yield self.image
         yield self.label_map
+
+    def roi_mask(self, roi: Union[RoiRef, Roi, int]) -> np.ndarray:
+        """(H, W) bool pixels of an ROI (a RoiRef, an Roi of .rois, or its position k):
+        its own colour's pixels when made with instances=True, else its class's pixels."""
+        ref = self._ref(roi)
+        if self.instance_map is not None:
+            first = next(r for r in self.rois if r.colour == ref.colour)  # ROIs sharing a colour share pixels
+            return self.instance_map == first.k + 1
+        return self.label_map == ref.label_id
+
+    def packed_map(self) -> np.ndarray:
+        """(H, W) uint32 raw instance ids: the packed colour r << 16 | g << 8 | b of the ROI
+        each pixel belongs to (FORMAT.md §3), 0xFFFFFFFF where none; needs instances=True."""
+        if self.instance_map is None:
+            raise MaskdecError("packed_map needs a sample made with instances=True")
+        packed = np.full(len(self.rois) + 1, 0xFFFFFFFF, np.uint32)
+        for ref in self.rois:
+            if len(ref.colour) == 3:
+                r, g, b = ref.colour
+                packed[ref.k + 1] = (r << 16) | (g << 8) | b
+            else:
+                packed[ref.k + 1] = ref.colour[0]
+        return packed[self.instance_map]
+
+    def _ref(self, roi: Union[RoiRef, Roi, int]) -> RoiRef:
+        if isinstance(roi, RoiRef):
+            return roi
+        if isinstance(roi, int):
+            return self.rois[roi]
+        for ref in self.rois:
+            if ref.roi is roi:
+                return ref
+        raise MaskdecError(f"ROI {roi!r} declared no colour of mask {self.mask_id!r} of frame {self.frame_index}")
 
     def __repr__(self) -> str:
         image = None if self.image is None else tuple(self.image.shape)
@@ -64,6 +100,7 @@ class SampleRequest:
     mask_ts: int
     table: Optional[ColourTable]
     error: Optional[MaskdecError] = None
+    index: Optional[MaskIndex] = None  # colour-index table for per-ROI views
 
 
 @dataclass(frozen=True)
@@ -129,6 +166,7 @@ def plan_samples(
         table = LabelTable.derive(names, ignore_index=ignore_index)
     requests = []
     for index, (frame, decls) in enumerate(zip(frames, per_frame)):
+        indices = roi_index_plan(frame, decls, table) if isinstance(decls, dict) else {}
         for s_pos, source in enumerate(frame.sources):
             for m_pos, mask in enumerate(source.masks):
                 error = decls if isinstance(decls, MaskdecError) else None
@@ -147,6 +185,7 @@ def plan_samples(
                     mask_ts=_ts(mask.timestamp, source.timestamp, frame.timestamp),
                     table=colour_table,
                     error=error,
+                    index=indices.get((source.id, mask.id)),
                 ))
     return table, requests
 
@@ -231,8 +270,11 @@ class SampleIterator:
 
     def __init__(self, labels: LabelTable, requests: list[SampleRequest], *, tolerance: Optional[float],
                  images: bool, strict_sizes: bool, timestamp_unit: TimestampUnit, threads: Optional[int],
-                 raise_errors: bool = True, yuv: bool = True) -> None:
+                 raise_errors: bool = True, yuv: bool = True, instances: bool = False,
+                 stats: bool = False) -> None:
         self.labels = labels
+        self._instances = instances
+        self._stats = stats
         self.requests = requests
         self._tolerance = tolerance
         self._images = images
@@ -301,8 +343,14 @@ class SampleIterator:
         tolerance = self._tolerance
         if tolerance is None:
             tolerance = 0.0 if mask_server.lossless else DEFAULT_LOSSY_TOLERANCE
-        label_map = map_pixels(pixels, r.table, tolerance)
-        stats = pixel_stats(pixels, r.table, label_map)
+        instance_map = None
+        if self._instances and r.index is not None:  # one kernel run: colour indices, then classes and ROIs
+            colour_index = map_pixels(pixels, r.index.table, tolerance)
+            label_map = r.index.classes[colour_index]
+            instance_map = r.index.roi_of_index[colour_index]  # int32
+        else:
+            label_map = map_pixels(pixels, r.table, tolerance)
+        stats = pixel_stats(pixels, r.table, label_map) if self._stats else None
         if image is not None:
             size = image.shape[:2]
         elif r.source.width is not None and r.source.height is not None:
@@ -310,8 +358,11 @@ class SampleIterator:
         else:
             size = label_map.shape
         label_map = _fit(label_map, size, self._strict_sizes, r)
+        if instance_map is not None:
+            instance_map = _fit(instance_map, size, self._strict_sizes, r)
         return Sample(image=image, label_map=label_map, frame_index=r.frame_index, source_id=r.source.id,
-                      mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts, stats=stats)
+                      mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts, stats=stats,
+                      rois=r.index.rois if r.index is not None else (), instance_map=instance_map)
 
 
 def iter_samples(
@@ -327,6 +378,8 @@ def iter_samples(
     timestamp_unit: TimestampUnit = "ms",
     threads: Optional[int] = None,
     yuv: bool = True,
+    instances: bool = False,
+    stats: bool = False,
 ) -> SampleIterator:
     """Yield one `Sample` per (frame, source, mask), in input order.
 
@@ -339,6 +392,8 @@ def iter_samples(
     strict: an ROI whose mask is ambiguous is an error (else a warning, skipped).
     strict_sizes: a mask whose size differs from its image is an error (else resized).
     yuv: map YUV mask videos straight from their planes (False: through RGB).
+    instances: also make `.instance_map` (k + 1 = the k-th ROI of `.rois`), from the same kernel run.
+    stats: count exact / snapped / unknown pixels into `.stats`.
     The iterator's `.labels` is the LabelTable used.
     """
     if timestamp_unit not in ("ms", "index"):
@@ -347,4 +402,5 @@ def iter_samples(
     table, requests = plan_samples(frame_list, labels=labels, mask_labels=mask_labels,
                                    ignore_index=ignore_index, strict=strict)
     return SampleIterator(table, requests, tolerance=tolerance, images=images, strict_sizes=strict_sizes,
-                          timestamp_unit=timestamp_unit, threads=threads, yuv=yuv)
+                          timestamp_unit=timestamp_unit, threads=threads, yuv=yuv,
+                          instances=instances, stats=stats)
