@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from pathlib import Path
 from typing import Optional
 
 import click
@@ -40,7 +39,8 @@ def example(directory: str, n_frames: int, width: int, height: int) -> None:
 
 @main.command()
 @click.argument("frames", required=False, type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", "out_dir", required=True,
+              help="Output folder, or a remote URL such as s3://bucket/prefix ([remote] extra).")
 @click.option("--example", "use_example", is_flag=True, help="Export the embedded example dataset.")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON {name: id} enumeration.")
@@ -48,13 +48,40 @@ def example(directory: str, n_frames: int, width: int, height: int) -> None:
               help="Dataset-level colour table (FORMAT.md §3).")
 @click.option("--tolerance", type=float, default=None, help="RGB snapping distance (default: by codec).")
 @click.option("--no-images", is_flag=True, help="Write label maps only.")
+@click.option("--format", "fmt", type=click.Choice(["png", "npz", "webdataset"]), default="png", show_default=True,
+              help="png: single-channel label maps and RGB images; npz: compressed arrays; "
+                   "webdataset: tar shards.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Samples per WebDataset shard.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: cores; 1: in this process); with --backend ray, tasks in flight.")
+@click.option("--resume/--overwrite", default=True, show_default=True,
+              help="Skip the samples an earlier run of the same export finished, or start afresh.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local process pool, or Ray ([ray] extra).")
+@click.option("--ray-address", default=None, help="Address of a running Ray cluster (default: start a local one).")
 def export(frames: Optional[str], out_dir: str, use_example: bool, labels_file: Optional[str],
-           mask_labels_file: Optional[str], tolerance: Optional[float], no_images: bool) -> None:
-    """Export label maps of every sample in FRAMES (or of --example) to --out."""
+           mask_labels_file: Optional[str], tolerance: Optional[float], no_images: bool, fmt: str,
+           shard_size: int, workers: Optional[int], resume: bool, backend: str, ray_address: Optional[str]) -> None:
+    """Export label maps of every sample in FRAMES (or of --example) to --out.
+
+    Exits 1 when a sample failed (see failures.jsonl), 2 on an error that stops the export.
+    """
     from .export import export as run_export
 
     if use_example == (frames is not None):
         raise click.UsageError("give either FRAMES or --example")
+    if ray_address is not None and backend != "ray":
+        raise click.UsageError("--ray-address needs --backend ray")
+    bar = None
+
+    def start(total: int) -> None:
+        nonlocal bar
+        if sys.stderr.isatty():  # a progress bar for people; logs stay quiet
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="sample", file=sys.stderr, dynamic_ncols=True)
+
     with tempfile.TemporaryDirectory(prefix="maskdec-example-") as tmp:
         if use_example:
             from .example import make_example
@@ -62,14 +89,21 @@ def export(frames: Optional[str], out_dir: str, use_example: bool, labels_file: 
             frames = str(make_example(tmp).frames_path)
         try:
             summary = run_export(frames, out_dir, labels=_load_json(labels_file), mask_labels=mask_labels_file,
-                                 tolerance=tolerance, images=not no_images)
+                                 tolerance=tolerance, images=not no_images, format=fmt, shard_size=shard_size,
+                                 workers=workers, resume=resume, backend=backend, ray_address=ray_address,
+                                 start=start, progress=lambda n: bar.update(n) if bar is not None else None)
         except MaskdecError as exc:
             click.echo(f"maskdec: error: {exc}", err=True)
             sys.exit(2)
-    click.echo(f"exported {summary.samples} samples, {summary.failed} failed, to {Path(out_dir)}; "
+        finally:
+            if bar is not None:
+                bar.close()
+    skipped = f" ({summary.skipped} done before)" if summary.skipped else ""
+    click.echo(f"exported {summary.samples} samples{skipped}, {summary.failed} failed, "
+               f"{100 * summary.unknown_share:.2f}% unknown pixels, to {summary.out_dir}; "
                f"labels {summary.labels}", err=True)
     for failure in summary.failures:
-        click.echo(f"  failed: frame {failure.frame_index}: {failure.error}", err=True)
+        click.echo(f"  failed: frame {failure['frame_index']}: {failure['error']}", err=True)
     sys.exit(1 if summary.failed else 0)
 
 

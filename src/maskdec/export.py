@@ -1,69 +1,123 @@
-"""`maskdec export`: write label maps (and images) of every sample to a folder.
+"""`maskdec export`: write the label maps (and images) of every sample, resumably.
 
-Layout of DIR:
-  labels.json       {name: id}
-  manifest.jsonl    one object per exported sample
-  failures.jsonl    one object per sample that failed
-  label_maps/*.png  single-channel PNG (uint8, or uint16 when ids need it)
-  images/*.png      RGB source images (unless images=False)
-Every file is written to a temporary name and renamed, so it appears whole.
+Layout of the output (a folder, or a URL such as s3://bucket/prefix):
+  labels.json        {name: id}
+  dataset_meta.json  Datumaro's label_map and segmentation_colors
+  export.json        the settings and plan fingerprint a resumed run must match
+  manifest.jsonl     one line per exported sample, in input order
+  failures.jsonl     one line per failed sample: frame index, URI, error
+  label_maps/ images/ (png), samples/ (npz) or shards/ (webdataset)
+
+The frames are planned once here, so the label table is global; the samples
+go to workers in units that each own their media files (see export_work).
+Every output lands whole (export_store). The manifest is the journal of
+finished samples: a re-run skips them and redoes the rest, so a job killed
+at any moment and run again ends with exactly an uninterrupted run's files.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
-import cv2
-import numpy as np
-
+from .backends import BACKENDS, run_units
 from .errors import MaskdecError
-from .samples import FramesArg, Sample, SampleFailure, SampleIterator, _as_frames, plan_samples
+from .export_formats import FORMATS, dataset_meta, entry_files
+from .export_store import OutputStore, open_store
+from .export_work import ExportJob, WorkUnit, failure_record, make_units, worker_threads
+from .labels import LabelTable
+from .samples import FramesArg, SampleFailure, SampleRequest, _as_frames, plan_samples
 
 __all__ = ["ExportSummary", "export"]
+
+MANIFEST = "manifest.jsonl"
+FAILURES = "failures.jsonl"
+SETTINGS = "export.json"
+#: Everything an export writes; --overwrite removes exactly these.
+OUTPUTS = ("labels.json", "dataset_meta.json", SETTINGS, MANIFEST, f"{MANIFEST}.parts", FAILURES,
+           "label_maps", "images", "samples", "shards")
 
 
 @dataclass
 class ExportSummary:
-    """What an export did: counts, the label table and the failures."""
+    """What an export did. `samples` counts every sample in the manifest (`skipped` of
+    them were finished by an earlier run); `unknown_share` is the share of their
+    label-map pixels equal to ignore_index."""
 
-    out_dir: Path
+    out_dir: str
     samples: int = 0
     failed: int = 0
+    skipped: int = 0
     labels: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
+    pixels: int = 0
+    unknown_pixels: int = 0
+
+    @property
+    def unknown_share(self) -> float:
+        return self.unknown_pixels / self.pixels if self.pixels else 0.0
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "_"
+def _sample_id(frame_index: int, source_id: str, mask_id: str) -> str:
+    return json.dumps([frame_index, source_id, mask_id])
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+def _fingerprint(requests: Sequence[SampleRequest], table: LabelTable) -> str:
+    """A digest of what the plan asks for (files as written in the frames, timestamps, colours)."""
+    digest = hashlib.sha256(repr((sorted(table.ids.items()), table.ignore_index)).encode())
+    for r in requests:
+        colours = None if r.table is None else (r.table.colours, r.table.ids)
+        digest.update(repr((r.frame_index, r.source.id, r.mask.id, r.source.uri, r.mask.uri, r.image_ts, r.mask_ts,
+                            colours, None if r.error is None else str(r.error))).encode())
+    return digest.hexdigest()
+
+
+def _read_journal(store: OutputStore, positions: Mapping[str, int]) -> dict[int, dict]:
+    """Finished samples of earlier runs whose files are all there, by plan position.
+    Lines a killed run left half-written, or of samples not in this plan, are dropped."""
+    files = store.files()
+    done: dict[int, dict] = {}
+    for line in store.read_journal(MANIFEST).split("\n"):
+        try:
+            entry = json.loads(line)
+            position = positions[_sample_id(entry["frame_index"], entry["source_id"], entry["mask_id"])]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if all(f in files for f in entry_files(entry)):
+            done[position] = entry
+    return done
+
+
+def _manifest_text(done: Mapping[int, dict]) -> str:
+    return "".join(json.dumps(done[p]) + "\n" for p in sorted(done))
+
+
+def _check_settings(store: OutputStore, settings: dict) -> None:
+    text = store.read_text(SETTINGS)
+    if text is None:
+        return
     try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        before = json.loads(text)
+    except ValueError:
+        return
+    changed = sorted(k for k in settings if before.get(k) != settings[k])
+    if changed:
+        raise MaskdecError(f"{store.url} holds an export made with other settings ({', '.join(changed)} "
+                           f"differ); give --overwrite to start it afresh, or another --out")
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    def write(tmp: str) -> None:
-        if not cv2.imwrite(tmp, array):
-            raise MaskdecError(f"cannot write {path}")
-    _write_atomic(path, write)
-
-
-def _write_text(path: Path, text: str) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    _write_atomic(path, write)
+def _todo_units(units: list[list], done: Mapping[int, dict], requests: Sequence[SampleRequest]) -> list[WorkUnit]:
+    """Units restricted to the groups that are not finished (a group is redone whole)."""
+    out = []
+    for groups in units:
+        todo = tuple(g for g in groups if not all(p in done for p in g.positions))
+        if todo:
+            out.append(WorkUnit(todo, tuple(requests[p] for g in todo for p in g.positions)))
+    return out
 
 
 def export(
@@ -75,45 +129,78 @@ def export(
     tolerance: Optional[float] = None,
     images: bool = True,
     ignore_index: int = 255,
+    format: str = "png",
+    workers: Optional[int] = None,
+    backend: str = "local",
+    ray_address: Optional[str] = None,
+    resume: bool = True,
+    shard_size: int = 500,
     progress: Optional[Callable[[int], None]] = None,
+    start: Optional[Callable[[int], None]] = None,
 ) -> ExportSummary:
-    """Export every sample of `frames` into `out_dir`; failures are recorded, not raised."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Export every sample of `frames` to `out_dir` (a folder or an fsspec URL).
+
+    format: "png" (default), "npz" or "webdataset" (tar shards of `shard_size` samples).
+    workers: processes (local backend; default: this machine's cores) or Ray tasks in
+        flight (default: the cluster's CPUs); 1 runs everything in this process.
+    backend: "local" or "ray" (`ray_address` joins a running cluster; default: a running
+        ray.init(), else a new local instance).
+    resume: skip samples the manifest lists as finished (False: remove earlier outputs first).
+    start(n) is called once with the number of samples to do, progress(k) as k more finish.
+    Failures are recorded in failures.jsonl and the summary, not raised.
+    """
+    if format not in FORMATS:
+        raise MaskdecError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if backend not in BACKENDS:
+        raise MaskdecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    store = open_store(out_dir)
     table, requests = plan_samples(_as_frames(frames), labels=labels, mask_labels=mask_labels,
                                    ignore_index=ignore_index)
-    summary = ExportSummary(out_dir=out, labels=table.to_dict())
-    _write_text(out / "labels.json", json.dumps(table.to_dict(), indent=2, sort_keys=True) + "\n")
-    samples = SampleIterator(table, requests, tolerance=tolerance, images=images, strict_sizes=False,
-                             timestamp_unit="ms", threads=None, raise_errors=False, stats=True)
-    manifest_lines, failure_lines = [], []
-    written_images: set[str] = set()
-    for result in samples:
-        if isinstance(result, SampleFailure):
-            summary.failed += 1
-            summary.failures.append(result)
-            failure_lines.append(json.dumps(result.to_dict()))
+    settings = {"format": format, "images": images, "tolerance": tolerance, "shard_size": shard_size
+                if format == "webdataset" else None, "labels": table.to_dict(), "ignore_index": table.ignore_index,
+                "plan": _fingerprint(requests, table)}
+    store.prepare()
+    if not resume:
+        for name in OUTPUTS:
+            store.remove(name)
+    store.clean_temp()
+    _check_settings(store, settings)
+    store.write_bytes(SETTINGS, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
+    store.write_bytes("labels.json", (json.dumps(table.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    meta = re.sub(r"\[\s+(\d+),\s+(\d+),\s+(\d+)\s+\]", r"[\1, \2, \3]", json.dumps(dataset_meta(table, requests), indent=2))
+    store.write_bytes("dataset_meta.json", (meta + "\n").encode())
+
+    positions = {_sample_id(r.frame_index, r.source.id, r.mask.id): p for p, r in enumerate(requests)}
+    done = _read_journal(store, positions)
+    store.compact_journal(MANIFEST, _manifest_text(done))  # drops a half-written last line
+    skipped = len(done)
+    failures: dict[int, dict] = {p: failure_record(p, SampleFailure(r, r.error))["failure"]
+                                 for p, r in enumerate(requests) if r.error is not None}
+    units = _todo_units(make_units(requests, images=images, fmt=format, shard_size=shard_size), done, requests)
+    if start is not None:
+        start(sum(len(u) for u in units))
+    job = ExportJob(store=store, table=table, fmt=format, images=images, tolerance=tolerance)
+    if workers is None and backend == "local":
+        workers = worker_threads()
+    pending: list[str] = []
+    last_flush = time.monotonic()
+    for record in run_units(units, job, backend=backend, workers=workers or 0, ray_address=ray_address):
+        position = record["position"]
+        if "entry" in record:
+            done[position] = record["entry"]
+            failures.pop(position, None)
+            pending.append(json.dumps(record["entry"]) + "\n")
         else:
-            manifest_lines.append(json.dumps(_write_sample(out, result, written_images)))
-            summary.samples += 1
+            failures[position] = record["failure"]
+        if pending and time.monotonic() - last_flush >= store.journal_interval:
+            store.append_journal(MANIFEST, "".join(pending))
+            pending, last_flush = [], time.monotonic()
         if progress is not None:
             progress(1)
-    _write_text(out / "manifest.jsonl", "".join(line + "\n" for line in manifest_lines))
-    _write_text(out / "failures.jsonl", "".join(line + "\n" for line in failure_lines))
-    return summary
-
-
-def _write_sample(out: Path, sample: Sample, written_images: set) -> dict:
-    stem = f"{sample.frame_index:06d}_{_safe(sample.source_id)}"
-    label_rel = f"label_maps/{stem}_{_safe(sample.mask_id)}.png"
-    _write_png(out / label_rel, sample.label_map)
-    image_rel = None
-    if sample.image is not None:
-        image_rel = f"images/{stem}.png"
-        if image_rel not in written_images:
-            _write_png(out / image_rel, cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR))
-            written_images.add(image_rel)
-    return {"frame_index": sample.frame_index, "source_id": sample.source_id, "mask_id": sample.mask_id,
-            "timestamp": sample.timestamp, "mask_timestamp": sample.mask_timestamp,
-            "label_map": label_rel, "image": image_rel,
-            "stats": None if sample.stats is None else sample.stats.to_dict()}
+    store.compact_journal(MANIFEST, _manifest_text(done))
+    store.write_bytes(FAILURES, "".join(json.dumps(failures[p]) + "\n" for p in sorted(failures)).encode())
+    return ExportSummary(
+        out_dir=store.url, samples=len(done), failed=len(failures), skipped=skipped, labels=table.to_dict(),
+        failures=[failures[p] for p in sorted(failures)],
+        pixels=sum(e.get("pixels", 0) for e in done.values()),
+        unknown_pixels=sum(e.get("unknown_pixels", 0) for e in done.values()))

@@ -1,11 +1,27 @@
-"""Where a media URI points: a local path, or a remote object read through fsspec."""
+"""Where a media URI points: a local path, or a remote object read through fsspec.
+
+Remote files are decoded whole (one forward pass per file), so by default
+they are first copied into a local temporary file that lives as long as the
+reader keeps it open: each file crosses the network once, and FFmpeg's seeks
+(an MP4's index sits at its end) stay local. MASKDEC_REMOTE_CACHE=0 streams
+through fsspec instead (HTTP Range requests, S3 ranged GETs);
+MASKDEC_CACHE_DIR chooses where the copies go (default: the temp folder).
+Endpoints, credentials, timeouts and retries are fsspec's own settings:
+`FSSPEC_S3_ENDPOINT_URL`, `FSSPEC_S3='{"config_kwargs": {...}}'`, config files
+in FSSPEC_CONFIG_DIR, or the storage backend's usual variables (AWS_*).
+"""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import IO, Optional, Union
 from urllib.parse import unquote, urlparse
 
-from ..errors import MediaNotFoundError, MissingExtraError
+from ..errors import MediaDecodeError, MediaNotFoundError, MissingExtraError
+
+#: Bytes copied per read when a remote file is cached locally.
+_COPY_CHUNK = 4 << 20
 
 REMOTE_SCHEMES = ("s3", "gs", "gcs", "http", "https", "az", "abfs", "azure", "memory")
 
@@ -33,8 +49,15 @@ def resolve_uri(uri: str, base_dir: Optional[str] = None) -> str:
     return os.path.abspath(path)
 
 
-def open_uri(uri: str) -> Union[str, IO[bytes]]:
-    """What PyAV can open: a local path (checked to exist) or an fsspec file object."""
+def remote_cache_enabled() -> bool:
+    """Whether remote files are copied locally before decoding (MASKDEC_REMOTE_CACHE, default on)."""
+    return os.environ.get("MASKDEC_REMOTE_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def open_uri(uri: str, *, cache: Optional[bool] = None) -> Union[str, IO[bytes]]:
+    """What PyAV can open: a local path (checked to exist), or for a remote URI a local
+    temporary copy that vanishes when closed (`cache`, default remote_cache_enabled()),
+    else an fsspec file object reading the remote bytes on demand."""
     if not is_remote(uri):
         if not os.path.exists(uri):
             raise MediaNotFoundError(f"media file not found: {uri}")
@@ -46,9 +69,35 @@ def open_uri(uri: str) -> Union[str, IO[bytes]]:
     except ImportError:
         raise MissingExtraError(
             f"{uri}: reading remote URIs needs fsspec; install it with `pip install maskdec[remote]`") from None
+    if cache is None:
+        cache = remote_cache_enabled()
     try:
-        return fsspec.open(uri, "rb").open()
+        remote = fsspec.open(uri, "rb").open()
     except FileNotFoundError:
         raise MediaNotFoundError(f"media file not found: {uri}") from None
     except ImportError as exc:
         raise MissingExtraError(f"{uri}: {exc}; install `maskdec[remote]`") from None
+    except Exception as exc:  # noqa: BLE001 - network and auth errors of any fsspec backend
+        raise MediaDecodeError(f"{uri}: cannot open: {type(exc).__name__}: {exc}") from None
+    if not cache:
+        return remote
+    return _local_copy(uri, remote)
+
+
+def _local_copy(uri: str, remote: IO[bytes]) -> IO[bytes]:
+    """Copy an open remote file into an anonymous local temporary file, positioned at 0."""
+    suffix = os.path.splitext(urlparse(uri).path)[1][:16]
+    local = tempfile.NamedTemporaryFile(prefix="maskdec-remote-", suffix=suffix,
+                                        dir=os.environ.get("MASKDEC_CACHE_DIR") or None)
+    try:
+        with remote:
+            shutil.copyfileobj(remote, local, _COPY_CHUNK)
+        local.flush()
+        local.seek(0)
+    except FileNotFoundError:
+        local.close()
+        raise MediaNotFoundError(f"media file not found: {uri}") from None
+    except Exception as exc:  # noqa: BLE001 - a dropped connection, a timeout, an auth error ...
+        local.close()
+        raise MediaDecodeError(f"{uri}: reading it failed: {type(exc).__name__}: {exc}") from None
+    return local

@@ -1,0 +1,194 @@
+"""Export formats: how one sample's label map (and image) become files.
+
+- png: `label_maps/<key>.png` (single channel, uint8 or uint16) and
+  `images/<frame>_<source>.png` (RGB);
+- npz: `samples/<key>.npz` holding `label_map` (and `image`), compressed;
+- webdataset: tar shards `shards/<n>.tar` holding `<key>.label.png`,
+  `<key>.image.png` and `<key>.json` per sample, each shard written whole.
+
+Every file's bytes depend only on its content (no timestamps inside zip or
+tar members), so a resumed export writes exactly what an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import tarfile
+import zipfile
+from typing import Iterator, Literal, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from .errors import MaskdecError
+from .export_store import OutputStore
+from .labels import LabelTable
+from .samples import Sample, SampleRequest
+
+__all__ = ["FORMATS", "ExportFormat", "sample_key", "image_key", "make_writer", "dataset_meta",
+           "entry_files", "encode_png", "npz_bytes"]
+
+ExportFormat = Literal["png", "npz", "webdataset"]
+FORMATS: tuple[str, ...] = ("png", "npz", "webdataset")
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe, dot-free form of an id; ids that had to change get a short
+    hash of the original, so two different ids never share a name."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", name) or "_"
+    if safe != name:
+        safe += "-" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:6]
+    return safe
+
+
+def sample_key(frame_index: int, source_id: str, mask_id: str) -> str:
+    """The name stem of one sample's outputs: `<frame:06d>_<source>_<mask>`."""
+    return f"{frame_index:06d}_{_safe(source_id)}_{_safe(mask_id)}"
+
+
+def image_key(frame_index: int, source_id: str) -> str:
+    """The name stem of one source image (shared by all its masks' samples)."""
+    return f"{frame_index:06d}_{_safe(source_id)}"
+
+
+def encode_png(array: np.ndarray, *, rgb: bool = False) -> bytes:
+    """PNG bytes of a (H, W) uint8/uint16 label map, or of an (H, W, 3) RGB image."""
+    if rgb:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise MaskdecError(f"cannot encode a {array.shape} {array.dtype} array as PNG")
+    return buf.tobytes()
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """A compressed .npz (what np.load reads) with fixed member dates, so equal arrays give equal bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _meta(sample: Sample) -> dict:
+    return {"frame_index": sample.frame_index, "source_id": sample.source_id, "mask_id": sample.mask_id,
+            "timestamp": sample.timestamp, "mask_timestamp": sample.mask_timestamp}
+
+
+class _FileWriter:
+    """png and npz: one file per sample (png: plus one per source image), written at once."""
+
+    def __init__(self, store: OutputStore, fmt: str) -> None:
+        self.store = store
+        self.fmt = fmt
+        self._images_written: set[str] = set()
+
+    @contextlib.contextmanager
+    def group(self, name: Optional[str]) -> Iterator["_FileWriter"]:
+        yield self
+
+    def add(self, sample: Sample) -> dict:
+        key = sample_key(sample.frame_index, sample.source_id, sample.mask_id)
+        if self.fmt == "npz":
+            rel = f"samples/{key}.npz"
+            arrays = {"label_map": sample.label_map}
+            if sample.image is not None:
+                arrays["image"] = sample.image
+            self.store.write_bytes(rel, npz_bytes(arrays))
+            return {"label_map": rel, "image": rel if sample.image is not None else None}
+        label_rel = f"label_maps/{key}.png"
+        self.store.write_bytes(label_rel, encode_png(sample.label_map))
+        image_rel = None
+        if sample.image is not None:
+            image_rel = f"images/{image_key(sample.frame_index, sample.source_id)}.png"
+            if image_rel not in self._images_written:  # masks of one source share its image
+                self.store.write_bytes(image_rel, encode_png(sample.image, rgb=True))
+                self._images_written.add(image_rel)
+        return {"label_map": label_rel, "image": image_rel}
+
+
+class _Shard:
+    """One open WebDataset shard: members are added as samples come, the shard lands whole on exit."""
+
+    def __init__(self, store: OutputStore, rel: str, stack: contextlib.ExitStack) -> None:
+        self.store, self.rel, self._stack = store, rel, stack
+        self._tar: Optional[tarfile.TarFile] = None
+
+    def add(self, sample: Sample) -> dict:
+        if self._tar is None:  # a shard whose samples all failed is not written at all
+            fh = self._stack.enter_context(self.store.open_write(self.rel))
+            self._tar = self._stack.enter_context(tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT))
+        key = sample_key(sample.frame_index, sample.source_id, sample.mask_id)
+        _tar_add(self._tar, f"{key}.label.png", encode_png(sample.label_map))
+        image = None
+        if sample.image is not None:
+            image = f"{key}.image.png"
+            _tar_add(self._tar, image, encode_png(sample.image, rgb=True))
+        _tar_add(self._tar, f"{key}.json", (json.dumps(_meta(sample), sort_keys=True) + "\n").encode("utf-8"))
+        return {"shard": self.rel, "label_map": f"{key}.label.png", "image": image}
+
+
+class _ShardWriter:
+    def __init__(self, store: OutputStore) -> None:
+        self.store = store
+
+    @contextlib.contextmanager
+    def group(self, name: Optional[str]) -> Iterator[_Shard]:
+        if name is None:
+            raise MaskdecError("a webdataset group needs a shard name")
+        with contextlib.ExitStack() as stack:
+            yield _Shard(self.store, name, stack)
+
+
+def make_writer(store: OutputStore, fmt: str):
+    """The writer of `fmt`: `with writer.group(name) as g: entry = g.add(sample)`;
+    a group's files are complete when its block ends."""
+    if fmt == "webdataset":
+        return _ShardWriter(store)
+    if fmt in ("png", "npz"):
+        return _FileWriter(store, fmt)
+    raise MaskdecError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def entry_files(entry: dict) -> list[str]:
+    """The output files a manifest entry relies on (paths relative to the output)."""
+    if "shard" in entry:
+        return [entry["shard"]]
+    return sorted({p for p in (entry.get("label_map"), entry.get("image")) if p})
+
+
+def dataset_meta(table: LabelTable, requests: Sequence[SampleRequest]) -> dict:
+    """Datumaro's dataset_meta.json: `label_map` {id: name} and `segmentation_colors`
+    (indexed by id: each label's first declared colour; [0, 0, 0] where none)."""
+    colours: dict[int, list[int]] = {}
+    for request in requests:
+        if request.table is None:
+            continue
+        for colour, label_id in zip(request.table.colours, request.table.ids):
+            if label_id == table.ignore_index or label_id in colours:
+                continue
+            if len(colour) == 3:
+                colours[label_id] = [int(c) for c in colour]
+            elif len(colour) == 1 and colour[0] <= 255:
+                colours[label_id] = [int(colour[0])] * 3
+    ids = sorted(table.ids.values())
+    size = ids[-1] + 1 if ids else 0
+    return {
+        "label_map": {str(i): name for i, name in sorted(table.names().items())},
+        "segmentation_colors": [colours.get(i, [0, 0, 0]) for i in range(size)],
+    }

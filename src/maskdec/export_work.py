@@ -1,0 +1,159 @@
+"""Work units of an export, and the code a worker runs on one.
+
+A unit holds every sample that reads any of its media files (samples linked
+through a shared image or mask file end in the same unit), so each file is
+opened and decoded once, by one worker. Within a unit, samples form groups
+that land whole: one sample each for png and npz, one shard for webdataset.
+A worker reports one record per sample, after its group's files are in place.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from .errors import MaskdecError
+from .export_formats import make_writer
+from .export_store import OutputStore
+from .labels import LabelTable
+from .samples import Sample, SampleFailure, SampleIterator, SampleRequest
+
+__all__ = ["ExportJob", "Group", "WorkUnit", "make_units", "run_unit", "failure_record"]
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What every worker needs besides its unit: where and how to write."""
+
+    store: OutputStore
+    table: LabelTable
+    fmt: str
+    images: bool
+    tolerance: Optional[float]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Samples whose outputs land together: `positions` in the plan, `name` of a shard."""
+
+    positions: tuple[int, ...]
+    name: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """The groups of one connected set of media files, and their requests in group order."""
+
+    groups: tuple[Group, ...]
+    requests: tuple[SampleRequest, ...]
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+
+def _components(requests: Sequence[SampleRequest], positions: Sequence[int], images: bool) -> list[list[int]]:
+    """Plan positions grouped by shared media files (union-find), each list ascending,
+    lists ordered by their first position."""
+    parent: dict[int, int] = {p: p for p in positions}
+
+    def find(p: int) -> int:
+        while parent[p] != p:
+            parent[p] = parent[parent[p]]
+            p = parent[p]
+        return p
+
+    owner: dict[tuple[str, str], int] = {}
+    for p in positions:
+        r = requests[p]
+        files = [("mask", r.mask_uri)] + ([("image", r.image_uri)] if images else [])
+        for f in files:
+            if f in owner:
+                a, b = find(owner[f]), find(p)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+            else:
+                owner[f] = p
+    groups: dict[int, list[int]] = {}
+    for p in positions:
+        groups.setdefault(find(p), []).append(p)
+    return [groups[root] for root in sorted(groups)]
+
+
+def make_units(requests: Sequence[SampleRequest], *, images: bool, fmt: str, shard_size: int
+               ) -> list[list[Group]]:
+    """Every decodable request of the plan in units of groups. Shards are consecutive
+    runs of at most `shard_size` samples of one unit, numbered across units in plan
+    order, so a shard's name and content depend only on the plan."""
+    if shard_size < 1:
+        raise MaskdecError(f"shard_size must be at least 1, got {shard_size}")
+    decodable = [p for p, r in enumerate(requests) if r.error is None]
+    units: list[list[Group]] = []
+    shard = 0
+    for component in _components(requests, decodable, images):
+        if fmt == "webdataset":
+            groups = []
+            for start in range(0, len(component), shard_size):
+                groups.append(Group(tuple(component[start:start + shard_size]), f"shards/{shard:06d}.tar"))
+                shard += 1
+        else:
+            groups = [Group((p,)) for p in component]
+        units.append(groups)
+    return units
+
+
+def failure_record(position: int, failure: SampleFailure) -> dict:
+    """The failures.jsonl line of a failed sample: frame index, the URI at fault, the error."""
+    r = failure.request
+    message = str(failure.error)
+    uri = r.mask_uri
+    if r.image_uri != r.mask_uri and r.image_uri in message and r.mask_uri not in message:
+        uri = r.image_uri
+    return {"position": position, "failure": {
+        "frame_index": r.frame_index, "source_id": r.source.id, "mask_id": r.mask.id, "timestamp": r.image_ts,
+        "uri": uri, "image_uri": r.image_uri, "mask_uri": r.mask_uri,
+        "error_type": type(failure.error).__name__, "error": message}}
+
+
+def _sample_entry(sample: Sample, files: dict, ignore_index: int) -> dict:
+    entry = {"frame_index": sample.frame_index, "source_id": sample.source_id, "mask_id": sample.mask_id,
+             "timestamp": sample.timestamp, "mask_timestamp": sample.mask_timestamp}
+    entry.update(files)
+    entry["pixels"] = int(sample.label_map.size)
+    entry["unknown_pixels"] = int(np.count_nonzero(sample.label_map == ignore_index))
+    stats = getattr(sample, "stats", None)
+    entry["stats"] = None if stats is None else stats.to_dict()
+    return entry
+
+
+def run_unit(unit: WorkUnit, job: ExportJob) -> Iterator[dict]:
+    """Decode and write one unit; yield `{"position", "entry"}` per exported sample and
+    `{"position", "failure"}` per failed one, each after its group has landed."""
+    iterator = SampleIterator(job.table, list(unit.requests), tolerance=job.tolerance, images=job.images,
+                              strict_sizes=False, timestamp_unit="ms", threads=None, raise_errors=False,
+                              stats=True)
+    writer = make_writer(job.store, job.fmt)
+    results = iter(iterator)
+    try:
+        for group in unit.groups:
+            records = []
+            with writer.group(group.name) as out:
+                for position in group.positions:
+                    result = next(results)
+                    if isinstance(result, SampleFailure):
+                        records.append(failure_record(position, result))
+                    else:
+                        entry = _sample_entry(result, out.add(result), job.table.ignore_index)
+                        records.append({"position": position, "entry": entry})
+            yield from records
+    finally:
+        iterator.close()
+
+
+def worker_threads() -> int:
+    """Cores this process may use (for the default --workers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
