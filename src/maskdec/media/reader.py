@@ -3,17 +3,21 @@
 Videos follow FORMAT.md §2: position 0 is the first presented frame; a
 timestamp selects the frame whose real presentation time is nearest (ties to
 the earlier frame); beyond the last frame by more than its duration is an error.
+Timestamps resolve on the file's frame index (media/index.py) and frames are
+decoded by the planner (media/planner.py): forward, seeking over unneeded GOPs.
 """
 from __future__ import annotations
 
-from collections import deque
-from fractions import Fraction
+import multiprocessing
+import os
 from typing import Iterator, Literal, Optional, Sequence, Union
 
 import av
 import numpy as np
 
 from ..errors import MediaDecodeError, TimestampRangeError
+from .index import FrameIndex, build_index, cached_index, store_index
+from .planner import Decoder
 from .uri import open_uri
 
 TimestampUnit = Literal["ms", "index"]
@@ -26,16 +30,32 @@ LOSSLESS_CODECS = frozenset({
 _STILL_FORMATS = frozenset({"image2", "image2pipe"})
 
 
+def resolve_threads(threads: Optional[int] = None) -> Optional[int]:
+    """Decoder threads to use: `threads` if given; else None (FFmpeg's automatic count)
+    in a main process, 1 inside a worker process, where many decoders run side by side."""
+    if threads is not None:
+        return threads
+    return 1 if multiprocessing.parent_process() is not None else None
+
+
 class MediaReader:
-    """One media file: its first video stream, decoded forward by PyAV.
+    """One media file: its first video stream, decoded by PyAV.
 
     Use as a context manager; `frames_at(timestamps)` yields, for each requested
     timestamp in ascending order, the chosen frame (or the range error for it).
+    The reader keeps its decoder's place between calls, so later calls asking for
+    later frames continue forward. `threads`: decoder threads (see resolve_threads);
+    `cache_dir`: a folder for frame indexes kept on disk.
     """
 
-    def __init__(self, uri: str, *, threads: Optional[int] = None) -> None:
+    def __init__(self, uri: str, *, threads: Optional[int] = None,
+                 cache_dir: Union[str, os.PathLike, None] = None) -> None:
         self.uri = uri
+        self.cache_dir = cache_dir
         self._file = None
+        self._index: Optional[FrameIndex] = None
+        self._decoder: Optional[Decoder] = None
+        self._still: Optional[av.VideoFrame] = None
         try:
             target = open_uri(uri)
             if not isinstance(target, str):
@@ -51,6 +71,7 @@ class MediaReader:
             raise MediaDecodeError(f"{uri}: holds no video or image stream")
         self.stream = self.container.streams.video[0]
         ctx = self.stream.codec_context
+        threads = resolve_threads(threads)
         if threads is None:
             ctx.thread_type = "AUTO"
         else:
@@ -82,8 +103,39 @@ class MediaReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # ------------------------------------------------------------ decoding
-    def _decode(self) -> Iterator[av.VideoFrame]:
+    # ------------------------------------------------------------ index and decoding
+    @property
+    def index(self) -> FrameIndex:
+        """The frame index of this video (built on first use, cached per file)."""
+        if self._index is None:
+            self._decoder_for()
+        return self._index
+
+    def _decoder_for(self) -> Decoder:
+        if self._decoder is None:
+            index = cached_index(self.uri, self.cache_dir)
+            fresh = index is not None  # nothing demuxed yet: decoding starts at position 0
+            if index is None:
+                index = build_index(self)
+                store_index(index, self.cache_dir)
+            self._index = index
+            self._decoder = Decoder(self, index, fresh=fresh)
+        return self._decoder
+
+    @property
+    def decoder(self) -> Decoder:
+        """The planner's decoder for this file (its `decoded` and `seeks` count the work done)."""
+        return self._decoder_for()
+
+    def seek(self, pts: int) -> None:
+        """Move the demuxer to the keyframe at or before `pts` (stream time base); flushes the decoder."""
+        try:
+            self.container.seek(pts, stream=self.stream, backward=True)
+        except av.FFmpegError as exc:
+            raise MediaDecodeError(f"{self.uri}: cannot seek to pts {pts}: {exc}") from None
+
+    def decode(self) -> Iterator[av.VideoFrame]:
+        """Frames from wherever the demuxer is, in presentation order."""
         try:
             for frame in self.container.decode(self.stream):
                 yield frame
@@ -92,74 +144,36 @@ class MediaReader:
 
     def frames_at(self, timestamps: Sequence[int], unit: TimestampUnit = "ms"
                   ) -> Iterator[tuple[int, Union[av.VideoFrame, TimestampRangeError]]]:
-        """Yield (timestamp, frame) for each distinct timestamp, ascending, from one
-        forward pass; a timestamp out of range yields its TimestampRangeError."""
-        wanted = deque(sorted(set(int(t) for t in timestamps)))
+        """Yield (timestamp, frame) for each distinct timestamp, ascending; a timestamp out of
+        range yields its TimestampRangeError. Frames come from the planner: forward decoding
+        that seeks over GOPs holding no requested frame."""
+        wanted = sorted(set(int(t) for t in timestamps))
         if not wanted:
             return
         if self.is_still:
-            frame = next(self._decode(), None)
-            if frame is None:
-                raise MediaDecodeError(f"{self.uri}: holds no decodable image")
+            if self._still is None:
+                self._still = next(self.decode(), None)
+                if self._still is None:
+                    raise MediaDecodeError(f"{self.uri}: holds no decodable image")
             for ts in wanted:
-                yield ts, frame
+                yield ts, self._still
             return
-        while wanted and wanted[0] < 0:  # FORMAT.md §2: negative is an error, not the first frame
-            ts = wanted.popleft()
-            what = "frame index" if unit == "index" else "timestamp"
-            yield ts, TimestampRangeError(f"{self.uri}: {what} {ts} is out of range: it is negative, and "
-                                          f"positions start at 0 (the first presented frame)")
-        if not wanted:
-            return
-        if unit == "index":
-            yield from self._frames_by_index(wanted)
-        else:
-            yield from self._frames_by_time(wanted)
-
-    def _frames_by_time(self, wanted: deque) -> Iterator[tuple[int, object]]:
-        prev = None
-        prev_ms = Fraction(0)
-        step_ms: Optional[Fraction] = None
-        pts0 = None
-        for frame in self._decode():
-            if frame.pts is None or frame.time_base is None:
-                raise MediaDecodeError(f"{self.uri}: frames carry no presentation time")
-            if pts0 is None:
-                pts0 = frame.pts
-            now_ms = (frame.pts - pts0) * frame.time_base * 1000
-            while wanted and wanted[0] <= now_ms:
-                ts = wanted.popleft()
-                nearer_prev = prev is not None and ts - prev_ms <= now_ms - ts
-                yield ts, (prev if nearer_prev else frame)
-            if prev is not None and now_ms > prev_ms:
-                step_ms = now_ms - prev_ms
-            if frame.duration:
-                step_ms = frame.duration * frame.time_base * 1000
-            prev, prev_ms = frame, now_ms
-            if not wanted:
-                return
-        if prev is None:
-            raise MediaDecodeError(f"{self.uri}: holds no decodable frames")
-        last_step = step_ms if step_ms is not None else Fraction(0)
+        decoder = self._decoder_for()
+        located: list[tuple[int, Union[int, TimestampRangeError]]] = []
         for ts in wanted:
-            if ts - prev_ms <= last_step:
-                yield ts, prev
-            else:
-                yield ts, TimestampRangeError(
-                    f"{self.uri}: timestamp {ts} ms is out of range: its frames span 0 to "
-                    f"{float(prev_ms):.1f} ms (last frame lasts {float(last_step):.1f} ms)")
-
-    def _frames_by_index(self, wanted: deque) -> Iterator[tuple[int, object]]:
-        count = 0
-        for index, frame in enumerate(self._decode()):
-            count = index + 1
-            if wanted[0] == index:
-                yield wanted.popleft(), frame
-                if not wanted:
-                    return
-        for ts in wanted:
-            yield ts, TimestampRangeError(
-                f"{self.uri}: frame index {ts} is out of range: it holds {count} frames (0 to {count - 1})")
+            try:
+                located.append((ts, self._index.locate(ts, unit)))
+            except TimestampRangeError as exc:
+                located.append((ts, exc))
+        frames = decoder.frames(p for _, p in located if isinstance(p, int))
+        position, frame = -1, None
+        for ts, where in located:
+            if isinstance(where, TimestampRangeError):
+                yield ts, where
+                continue
+            while position != where:
+                position, frame = next(frames)
+            yield ts, frame
 
 
 _GRAY8 = frozenset({"gray", "gray8", "ya8", "monob", "monow"})
