@@ -155,7 +155,7 @@ def preview(
     colours = label_colours(table, requests)
     names = table.names()
     samples = SampleIterator(table, requests, tolerance=tolerance, images=True, strict_sizes=False,
-                             timestamp_unit="ms", threads=None, raise_errors=False)
+                             timestamp_unit="ms", threads=None, raise_errors=False, stats=True)
     rows: list[PreviewRow] = []
     thumbs: list[tuple[np.ndarray, str]] = []
     for request, result in zip(requests, samples):
