@@ -5,7 +5,7 @@ Every function here only loops; it releases the GIL and accepts strided,
 read-only input.
 """
 from libc.math cimport ceil, sqrt
-from libc.string cimport memchr
+from libc.string cimport memchr, memset
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t
 
 ctypedef fused label_t:
@@ -238,97 +238,97 @@ def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double r
 
 
 # ------------------------------------------------------------------ per-sample statistics
-# counts[0] += pixels whose own value is a declared colour (its bit is set in `exact_bits`);
-# counts[2] += the other pixels whose label is `ignore`; counts[1] += the rest (snapped).
-# Mask frames are flat: a pixel whose key equals its left neighbour's reuses its bit.
+# `exact[key]` is 1 where the pixel value `key` is a declared colour. Each kernel adds to
+# counts[0] the exact pixels, to counts[2] the other pixels whose label is `ignore` (unknown)
+# and to counts[1] the rest (snapped). Callers split frames into row ranges for threads.
 
-cdef inline int _bit(const uint8_t* bits, uint32_t key) noexcept nogil:
-    return (bits[key >> 3] >> (key & 7)) & 1
-
-
-def count_rgb(const uint8_t[:, :, :] image, const label_t[:, :] labels, const uint8_t[::1] exact_bits,
+def count_rgb(const uint8_t[:, :, :] image, const label_t[:, ::1] labels, const uint8_t[::1] exact,
               int ignore, int64_t[::1] counts):
-    """Count exact / snapped / unknown pixels of an RGB mask and its label map (bits by r << 16 | g << 8 | b)."""
+    """Count exact / snapped / unknown pixels of an RGB mask and its label map (keys r << 16 | g << 8 | b)."""
     cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
-    cdef Py_ssize_t sj = image.strides[1], sc = image.strides[2], lj = labels.strides[1]
+    cdef Py_ssize_t sj = image.strides[1], sc = image.strides[2]
     cdef const uint8_t* row
-    cdef const uint8_t* lrow
-    cdef const uint8_t* bits = &exact_bits[0]
-    cdef uint32_t key, last
-    cdef int64_t exact = 0, unknown = 0
+    cdef uint32_t key
+    cdef int64_t n_exact = 0, n_unknown = 0
     cdef int e
     cdef label_t mark = <label_t>ignore
     with nogil:
         for i in range(h):
             row = &image[i, 0, 0]
-            lrow = <const uint8_t*>&labels[i, 0]
-            last = 0xFFFFFFFF
-            e = 0
-            for j in range(w):
-                key = (<uint32_t>row[j * sj] << 16) | (<uint32_t>row[j * sj + sc] << 8) | row[j * sj + 2 * sc]
-                if key != last:
-                    last = key
-                    e = _bit(bits, key)
-                exact += e
-                unknown += (1 - e) & ((<const label_t*>(lrow + j * lj))[0] == mark)
-    counts[0] += exact
-    counts[1] += h * w - exact - unknown
-    counts[2] += unknown
+            if sj == 3 and sc == 1:
+                for j in range(w):
+                    e = exact[(<uint32_t>row[3 * j] << 16) | (<uint32_t>row[3 * j + 1] << 8) | row[3 * j + 2]]
+                    n_exact += e
+                    n_unknown += (1 - e) & (labels[i, j] == mark)
+            else:
+                for j in range(w):
+                    key = (<uint32_t>row[j * sj] << 16) | (<uint32_t>row[j * sj + sc] << 8) | row[j * sj + 2 * sc]
+                    e = exact[key]
+                    n_exact += e
+                    n_unknown += (1 - e) & (labels[i, j] == mark)
+    counts[0] += n_exact
+    counts[1] += h * w - n_exact - n_unknown
+    counts[2] += n_unknown
 
 
-def count_gray(const gray_t[:, :] image, const label_t[:, :] labels, const uint8_t[::1] exact_bits,
+def count_gray(const gray_t[:, :] image, const label_t[:, ::1] labels, const uint8_t[::1] exact,
                int ignore, int64_t[::1] counts):
     """Count exact / snapped / unknown pixels of an 8- or 16-bit grey mask and its label map."""
     cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
-    cdef const uint8_t* bits = &exact_bits[0]
-    cdef int64_t exact = 0, unknown = 0
+    cdef int64_t n_exact = 0, n_unknown = 0
     cdef int e
     cdef label_t mark = <label_t>ignore
     with nogil:
         for i in range(h):
             for j in range(w):
-                e = _bit(bits, image[i, j])
-                exact += e
-                unknown += (1 - e) & (labels[i, j] == mark)
-    counts[0] += exact
-    counts[1] += h * w - exact - unknown
-    counts[2] += unknown
+                e = exact[image[i, j]]
+                n_exact += e
+                n_unknown += (1 - e) & (labels[i, j] == mark)
+    counts[0] += n_exact
+    counts[1] += h * w - n_exact - n_unknown
+    counts[2] += n_unknown
 
 
 def count_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
-              const label_t[:, :] labels, const uint8_t[::1] exact_bits, int ignore, int64_t[::1] counts):
-    """Count exact / snapped / unknown pixels of YUV planes (bits by U << 16 | V << 8 | Y) and their label map."""
-    cdef Py_ssize_t h = labels.shape[0], w = labels.shape[1], i, j
-    cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1], lj = labels.strides[1]
+              const label_t[:, ::1] labels, const uint8_t[::1] exact, int ignore, int64_t[::1] counts):
+    """Count exact / snapped / unknown pixels of YUV planes (keys U << 16 | V << 8 | Y) and their label map."""
+    cdef Py_ssize_t h = labels.shape[0], w = labels.shape[1], i, j, c
+    cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1]
     cdef const uint8_t* yrow
     cdef const uint8_t* urow
     cdef const uint8_t* vrow
-    cdef const uint8_t* lrow
-    cdef const uint8_t* bits = &exact_bits[0]
-    cdef Py_ssize_t c
-    cdef uint32_t key, last
-    cdef int64_t exact = 0, unknown = 0
-    cdef int e
+    cdef const label_t* lrow
+    cdef uint32_t uv
+    cdef int64_t n_exact = 0, n_unknown = 0
+    cdef int e0, e1
     cdef label_t mark = <label_t>ignore
     with nogil:
         for i in range(h):
             yrow = &y[i, 0]
             urow = &u[i >> shift_y, 0]
             vrow = &v[i >> shift_y, 0]
-            lrow = <const uint8_t*>&labels[i, 0]
-            last = 0xFFFFFFFF
-            e = 0
-            for j in range(w):
-                c = j >> shift_x
-                key = (((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]
-                if key != last:
-                    last = key
-                    e = _bit(bits, key)
-                exact += e
-                unknown += (1 - e) & ((<const label_t*>(lrow + j * lj))[0] == mark)
-    counts[0] += exact
-    counts[1] += h * w - exact - unknown
-    counts[2] += unknown
+            lrow = &labels[i, 0]
+            if ys == 1 and us == 1 and vs == 1 and shift_x == 1:
+                for c in range(w >> 1):
+                    uv = ((<uint32_t>urow[c] << 8) | vrow[c]) << 8
+                    e0 = exact[uv | yrow[2 * c]]
+                    e1 = exact[uv | yrow[2 * c + 1]]
+                    n_exact += e0 + e1
+                    n_unknown += ((1 - e0) & (lrow[2 * c] == mark)) + ((1 - e1) & (lrow[2 * c + 1] == mark))
+                if w & 1:
+                    c = w >> 1
+                    e0 = exact[(((<uint32_t>urow[c] << 8) | vrow[c]) << 8) | yrow[w - 1]]
+                    n_exact += e0
+                    n_unknown += (1 - e0) & (lrow[w - 1] == mark)
+            else:
+                for j in range(w):
+                    c = j >> shift_x
+                    e0 = exact[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]
+                    n_exact += e0
+                    n_unknown += (1 - e0) & (lrow[j] == mark)
+    counts[0] += n_exact
+    counts[1] += h * w - n_exact - n_unknown
+    counts[2] += n_unknown
 
 
 ctypedef fused index_t:
@@ -337,22 +337,34 @@ ctypedef fused index_t:
     int32_t
 
 
-def index_boxes(const index_t[:, :] index_map, int64_t[:, ::1] boxes):
-    """For every index k < len(boxes) present in `index_map`: boxes[k] = (area, x0, y0, x1, y1),
-    the pixel count and the tight box with exclusive ends. Start with boxes[k] = (0, w, h, 0, 0)."""
-    cdef Py_ssize_t h = index_map.shape[0], w = index_map.shape[1], n = boxes.shape[0], i, j
-    cdef Py_ssize_t k
+def split_instances(const index_t[:, :] colour_index, const int32_t[::1] roi_of, uint8_t[:, :, ::1] planes,
+                    int64_t[:, ::1] boxes):
+    """One pass over a colour-index map: for the ROI k = roi_of[index] - 1 of each pixel
+    (none when roi_of is 0), set planes[k, i, j] = 1 and grow boxes[k] = (area, x0, y0, x1, y1)
+    (exclusive ends; start each row at (0, w, h, 0, 0)). `planes` starts zeroed.
+    Works on runs of equal indices, which masks are made of."""
+    cdef Py_ssize_t h = colour_index.shape[0], w = colour_index.shape[1], n = roi_of.shape[0]
+    cdef Py_ssize_t i, j, start, k, idx
     with nogil:
         for i in range(h):
-            for j in range(w):
-                k = index_map[i, j]
-                if 0 <= k < n:
-                    boxes[k, 0] += 1
-                    if j < boxes[k, 1]:
-                        boxes[k, 1] = j
-                    if i < boxes[k, 2]:
-                        boxes[k, 2] = i
-                    if j + 1 > boxes[k, 3]:
-                        boxes[k, 3] = j + 1
-                    if i + 1 > boxes[k, 4]:
-                        boxes[k, 4] = i + 1
+            j = 0
+            while j < w:
+                idx = colour_index[i, j]
+                start = j
+                j = j + 1
+                while j < w and colour_index[i, j] == idx:
+                    j = j + 1
+                if idx <= 0 or idx >= n:
+                    continue
+                k = roi_of[idx] - 1
+                if k < 0:
+                    continue
+                memset(&planes[k, i, start], 1, j - start)
+                boxes[k, 0] += j - start
+                if start < boxes[k, 1]:
+                    boxes[k, 1] = start
+                if i < boxes[k, 2]:
+                    boxes[k, 2] = i
+                if j > boxes[k, 3]:
+                    boxes[k, 3] = j
+                boxes[k, 4] = i + 1

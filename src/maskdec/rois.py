@@ -7,8 +7,7 @@ of a mask frame cost one decode and one kernel run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -18,7 +17,7 @@ from .frames import Frame, Roi
 from .labels import ColourDecl, LabelTable, normalise_colour, _resolve_roi
 from .lut import ColourTable
 
-__all__ = ["RoiRef", "RoiSample", "MaskIndex", "roi_index_plan", "index_boxes", "iter_roi_samples"]
+__all__ = ["RoiRef", "RoiSample", "MaskIndex", "roi_index_plan", "roi_samples_of", "iter_roi_samples"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,14 @@ class MaskIndex:
     table: ColourTable  # colours -> index (1-based), unknown -> 0
     classes: np.ndarray  # index -> label id (index 0 -> ignore_index)
     roi_of_index: np.ndarray  # index -> 1-based position in `rois` of the first ROI with that colour, else 0
+
+    def label_map(self, colour_index: np.ndarray) -> np.ndarray:
+        """Label ids of a colour-index map (a kernel pass through `classes`)."""
+        lut = np.full(256 if colour_index.dtype == np.uint8 else 65536, self.classes[0], self.classes.dtype)
+        lut[: len(self.classes)] = self.classes
+        out = np.empty(colour_index.shape, self.classes.dtype)
+        kernels.map_gray(colour_index, lut, out)
+        return out
 
 
 def roi_index_plan(frame: Frame, decls: dict, labels: LabelTable) -> dict[tuple, MaskIndex]:
@@ -82,21 +89,13 @@ def _mask_index(rois: tuple[RoiRef, ...], decls: Sequence[ColourDecl], labels: L
     return MaskIndex(rois, table, classes, np.array(roi_of, np.int32))
 
 
-def index_boxes(index_map: np.ndarray, n: int) -> np.ndarray:
-    """(n, 5) int64 rows (area, x0, y0, x1, y1) for indices 0..n-1 of `index_map`, one pass."""
-    h, w = index_map.shape
-    boxes = np.zeros((n, 5), np.int64)
-    boxes[:, 1], boxes[:, 2] = w, h
-    kernels.index_boxes(index_map, boxes)
-    return boxes
-
-
 @dataclass(eq=False)
 class RoiSample:
     """One ROI's own (image, mask): `mask` is the (H, W) bool mask of its colour's pixels
     (after the tolerance rule); `box` is (x0, y0, x1, y1) with exclusive ends, None when empty."""
 
     image: Optional[np.ndarray]
+    mask: np.ndarray
     roi: Roi
     ref: RoiRef
     frame_index: int
@@ -105,7 +104,6 @@ class RoiSample:
     timestamp: int
     box: Optional[tuple[int, int, int, int]]
     area: int
-    _instance_map: np.ndarray = field(repr=False)
 
     @property
     def label_id(self) -> int:
@@ -114,14 +112,6 @@ class RoiSample:
     @property
     def labels(self) -> list[str]:
         return list(self.roi.labels)
-
-    @cached_property
-    def mask(self) -> np.ndarray:
-        out = np.zeros(self._instance_map.shape, bool)
-        if self.box is not None:
-            x0, y0, x1, y1 = self.box
-            out[y0:y1, x0:x1] = self._instance_map[y0:y1, x0:x1] == self.ref.k + 1
-        return out
 
     def __iter__(self) -> Iterator[Optional[np.ndarray]]:
         yield self.image
@@ -133,18 +123,22 @@ class RoiSample:
 
 
 def roi_samples_of(sample) -> list[RoiSample]:
-    """The RoiSamples of one Sample made with instances=True."""
-    inst = sample.instance_map
-    boxes = index_boxes(inst, len(sample.rois) + 1)
+    """The RoiSamples of one Sample made with instances=True: one pass over its colour
+    indices splits every ROI's mask, box and area (ROIs sharing a colour share pixels)."""
+    rois = sample.rois
+    index = sample.colour_index
+    planes = np.zeros((max(len(rois), 1),) + index.shape, np.uint8)
+    boxes = np.zeros((len(planes), 5), np.int64)
+    boxes[:, 1], boxes[:, 2] = index.shape[1], index.shape[0]
+    kernels.split_instances(index, sample.index.roi_of_index, planes, boxes)
+    masks = planes.view(bool)
     out = []
-    for ref in sample.rois:
-        first = int(np.argmax([r.colour == ref.colour for r in sample.rois]))  # ROIs sharing a colour share pixels
-        area, x0, y0, x1, y1 = (int(v) for v in boxes[first + 1])
-        out.append(RoiSample(image=sample.image, roi=ref.roi, ref=RoiRef(first, ref.roi_index, ref.roi, ref.colour,
-                                                                          ref.name, ref.label_id),
+    for ref in rois:
+        first = next(r.k for r in rois if r.colour == ref.colour)
+        area, x0, y0, x1, y1 = (int(v) for v in boxes[first])
+        out.append(RoiSample(image=sample.image, mask=masks[first], roi=ref.roi, ref=ref,
                              frame_index=sample.frame_index, source_id=sample.source_id, mask_id=sample.mask_id,
-                             timestamp=sample.timestamp, box=(x0, y0, x1, y1) if area else None, area=area,
-                             _instance_map=inst))
+                             timestamp=sample.timestamp, box=(x0, y0, x1, y1) if area else None, area=area))
     return out
 
 
@@ -153,5 +147,5 @@ def iter_roi_samples(frames, **options) -> Iterator[RoiSample]:
     for iter_samples. Each mask frame is decoded and mapped once for all its ROIs."""
     from .samples import iter_samples
 
-    for sample in iter_samples(frames, instances=True, **options):
+    for sample in iter_samples(frames, instances=True, label_maps=False, **options):
         yield from roi_samples_of(sample)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import cv2
@@ -40,7 +41,15 @@ class Sample:
     mask_timestamp: int
     stats: Optional[PixelStats] = None  # exact / snapped / unknown pixels of the mask, before any resize
     rois: tuple[RoiRef, ...] = ()  # the ROIs that declared colours of this mask, with their label ids
-    instance_map: Optional[np.ndarray] = None  # (H, W) int32: k + 1 = the k-th ROI of .rois, 0 none
+    colour_index: Optional[np.ndarray] = field(default=None, repr=False)  # with instances=True: see rois.py
+    index: Optional[MaskIndex] = field(default=None, repr=False)
+
+    @cached_property
+    def instance_map(self) -> Optional[np.ndarray]:
+        """(H, W) int32: k + 1 where the k-th ROI of .rois is, 0 elsewhere (instances=True, else None)."""
+        if self.colour_index is None or self.index is None:
+            return None
+        return self.index.roi_of_index[self.colour_index]
 
     def __iter__(self) -> Iterator[Optional[np.ndarray]]:
         yield self.image
@@ -271,9 +280,10 @@ class SampleIterator:
     def __init__(self, labels: LabelTable, requests: list[SampleRequest], *, tolerance: Optional[float],
                  images: bool, strict_sizes: bool, timestamp_unit: TimestampUnit, threads: Optional[int],
                  raise_errors: bool = True, yuv: bool = True, instances: bool = False,
-                 stats: bool = False) -> None:
+                 stats: bool = False, label_maps: bool = True) -> None:
         self.labels = labels
         self._instances = instances
+        self._label_maps = label_maps  # False (per-ROI views only): Sample.label_map is None
         self._stats = stats
         self.requests = requests
         self._tolerance = tolerance
@@ -343,26 +353,27 @@ class SampleIterator:
         tolerance = self._tolerance
         if tolerance is None:
             tolerance = 0.0 if mask_server.lossless else DEFAULT_LOSSY_TOLERANCE
-        instance_map = None
+        colour_index = None
         if self._instances and r.index is not None:  # one kernel run: colour indices, then classes and ROIs
             colour_index = map_pixels(pixels, r.index.table, tolerance)
-            label_map = r.index.classes[colour_index]
-            instance_map = r.index.roi_of_index[colour_index]  # int32
+            label_map = r.index.label_map(colour_index) if self._label_maps else None
         else:
             label_map = map_pixels(pixels, r.table, tolerance)
-        stats = pixel_stats(pixels, r.table, label_map) if self._stats else None
+        stats = pixel_stats(pixels, r.table, label_map) if self._stats and label_map is not None else None
         if image is not None:
             size = image.shape[:2]
         elif r.source.width is not None and r.source.height is not None:
             size = (r.source.height, r.source.width)
         else:
-            size = label_map.shape
-        label_map = _fit(label_map, size, self._strict_sizes, r)
-        if instance_map is not None:
-            instance_map = _fit(instance_map, size, self._strict_sizes, r)
+            size = pixels.shape[:2]
+        if label_map is not None:
+            label_map = _fit(label_map, size, self._strict_sizes, r)
+        if colour_index is not None:
+            colour_index = _fit(colour_index, size, self._strict_sizes, r)
         return Sample(image=image, label_map=label_map, frame_index=r.frame_index, source_id=r.source.id,
                       mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts, stats=stats,
-                      rois=r.index.rois if r.index is not None else (), instance_map=instance_map)
+                      rois=r.index.rois if r.index is not None else (), colour_index=colour_index,
+                      index=r.index if colour_index is not None else None)
 
 
 def iter_samples(
@@ -380,6 +391,7 @@ def iter_samples(
     yuv: bool = True,
     instances: bool = False,
     stats: bool = False,
+    label_maps: bool = True,
 ) -> SampleIterator:
     """Yield one `Sample` per (frame, source, mask), in input order.
 
@@ -394,6 +406,7 @@ def iter_samples(
     yuv: map YUV mask videos straight from their planes (False: through RGB).
     instances: also make `.instance_map` (k + 1 = the k-th ROI of `.rois`), from the same kernel run.
     stats: count exact / snapped / unknown pixels into `.stats`.
+    label_maps: False skips them (`.label_map` is None), for per-ROI views alone.
     The iterator's `.labels` is the LabelTable used.
     """
     if timestamp_unit not in ("ms", "index"):
@@ -403,4 +416,4 @@ def iter_samples(
                                    ignore_index=ignore_index, strict=strict)
     return SampleIterator(table, requests, tolerance=tolerance, images=images, strict_sizes=strict_sizes,
                           timestamp_unit=timestamp_unit, threads=threads, yuv=yuv,
-                          instances=instances, stats=stats)
+                          instances=instances, stats=stats, label_maps=label_maps)
