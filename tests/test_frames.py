@@ -594,3 +594,10 @@ def test_public_exports():
     assert maskdec.FrameFormatError is FrameFormatError
     assert issubclass(FrameFormatError, ValueError) and issubclass(FrameFormatError, MaskdecError)
     assert maskdec.load_frames is load_frames
+
+
+def test_json_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"sources": [{"id": "a", "uri": "a.png"}]}')
+    frames = maskdec.load_frames(path)
+    assert frames[0].sources[0].id == "a"

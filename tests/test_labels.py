@@ -459,3 +459,16 @@ def test_table_equality():
     assert LabelTable.derive(["b", "a"]) == LabelTable.from_enumeration({"a": 0, "b": 1})
     assert LabelTable.derive(["b", "a"]) != LabelTable.from_enumeration({"a": 1, "b": 0})
     assert LabelTable.derive(["a"]) != LabelTable.derive(["a"], ignore_index=200)
+
+
+def test_dataset_mask_labels_take_the_first_label_with_an_id():
+    from maskdec.labels import load_mask_labels, mask_declarations
+
+    from maskdec import Frame
+
+    frame = Frame.from_dict({"sources": [{"id": "a", "uri": "a.png", "masks": [{"id": "m", "uri": "m.png"}]}]})
+    decls = load_mask_labels([{"value": [1, 1, 1], "labels": ["sitting", "person"]}])
+    found = mask_declarations(frame, mask_labels=decls, enumeration={"person": 3})
+    assert [d.name for d in found[("a", "m")]] == ["person"]
+    found = mask_declarations(frame, mask_labels=decls)
+    assert [d.name for d in found[("a", "m")]] == ["sitting"]

@@ -418,7 +418,7 @@ def load_frames(path: Union[str, os.PathLike]) -> list[Frame]:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a leading BOM is not JSON
     except FileNotFoundError:
         raise MediaNotFoundError(f"frames file not found: {p}") from None
     except (IsADirectoryError, UnicodeDecodeError) as exc:

@@ -148,7 +148,8 @@ def mask_declarations(
     for source in frame.sources:
         for mask in source.masks:
             own = by_mask.get((source.id, mask.id), {})
-            merged = {d.colour: d for d in mask_labels if d.colour not in own}
+            merged = {d.colour: ColourDecl(d.colour, _class_of(d.labels, enumeration), d.labels)
+                      for d in mask_labels if d.colour not in own}  # same class rule as ROIs
             merged.update(own)
             result[(source.id, mask.id)] = list(merged.values())
     return result
