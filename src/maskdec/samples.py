@@ -23,7 +23,8 @@ from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
 from .rois import MaskIndex, RoiRef, roi_index_plan
 
-__all__ = ["Sample", "SampleFailure", "SampleIterator", "iter_samples", "plan_samples", "SampleRequest"]
+__all__ = ["Sample", "SampleFailure", "SampleIterator", "iter_samples", "plan_samples", "SampleRequest",
+           "build_sample"]
 
 FramesArg = Union[str, os.PathLike, Frame, Sequence[Union[Frame, Mapping]]]
 
@@ -347,33 +348,42 @@ class SampleIterator:
             errors.append(exc)
         if errors:
             raise errors[0]
-        if image is not None:
-            _check_size(image, r.source, f"{r.where.rsplit('.masks', 1)[0]}", r.image_uri)
-        _check_size(pixels, r.mask, r.where, r.mask_uri)
-        tolerance = self._tolerance
-        if tolerance is None:
-            tolerance = 0.0 if mask_server.lossless else DEFAULT_LOSSY_TOLERANCE
-        colour_index = None
-        if self._instances and r.index is not None:  # one kernel run: colour indices, then classes and ROIs
-            colour_index = map_pixels(pixels, r.index.table, tolerance)
-            label_map = r.index.label_map(colour_index) if self._label_maps else None
-        else:
-            label_map = map_pixels(pixels, r.table, tolerance)
-        stats = pixel_stats(pixels, r.table, label_map) if self._stats and label_map is not None else None
-        if image is not None:
-            size = image.shape[:2]
-        elif r.source.width is not None and r.source.height is not None:
-            size = (r.source.height, r.source.width)
-        else:
-            size = pixels.shape[:2]
-        if label_map is not None:
-            label_map = _fit(label_map, size, self._strict_sizes, r)
-        if colour_index is not None:
-            colour_index = _fit(colour_index, size, self._strict_sizes, r)
-        return Sample(image=image, label_map=label_map, frame_index=r.frame_index, source_id=r.source.id,
-                      mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts, stats=stats,
-                      rois=r.index.rois if r.index is not None else (), colour_index=colour_index,
-                      index=r.index if colour_index is not None else None)
+        return build_sample(r, image, pixels, lossless=mask_server.lossless, tolerance=self._tolerance,
+                            strict_sizes=self._strict_sizes, instances=self._instances, stats=self._stats,
+                            label_maps=self._label_maps)
+
+
+def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, lossless: bool,
+                 tolerance: Optional[float], strict_sizes: bool, instances: bool = False, stats: bool = False,
+                 label_maps: bool = True) -> Sample:
+    """The Sample of request `r` from its decoded image (or None) and mask pixels: sizes checked,
+    colours mapped (`tolerance` None: exact when `lossless`, else the lossy default), label map fitted."""
+    if image is not None:
+        _check_size(image, r.source, f"{r.where.rsplit('.masks', 1)[0]}", r.image_uri)
+    _check_size(pixels, r.mask, r.where, r.mask_uri)
+    if tolerance is None:
+        tolerance = 0.0 if lossless else DEFAULT_LOSSY_TOLERANCE
+    colour_index = None
+    if instances and r.index is not None:  # one kernel run: colour indices, then classes and ROIs
+        colour_index = map_pixels(pixels, r.index.table, tolerance)
+        label_map = r.index.label_map(colour_index) if label_maps else None
+    else:
+        label_map = map_pixels(pixels, r.table, tolerance)
+    counts = pixel_stats(pixels, r.table, label_map) if stats and label_map is not None else None
+    if image is not None:
+        size = image.shape[:2]
+    elif r.source.width is not None and r.source.height is not None:
+        size = (r.source.height, r.source.width)
+    else:
+        size = pixels.shape[:2]
+    if label_map is not None:
+        label_map = _fit(label_map, size, strict_sizes, r)
+    if colour_index is not None:
+        colour_index = _fit(colour_index, size, strict_sizes, r)
+    return Sample(image=image, label_map=label_map, frame_index=r.frame_index, source_id=r.source.id,
+                  mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts, stats=counts,
+                  rois=r.index.rois if r.index is not None else (), colour_index=colour_index,
+                  index=r.index if colour_index is not None else None)
 
 
 def iter_samples(
