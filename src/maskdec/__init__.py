@@ -11,6 +11,7 @@ from .labels import LabelTable
 from .lut import ColourTable, map_pixels
 from .rois import RoiSample, iter_roi_samples
 from .samples import Sample, SampleFailure, iter_samples, plan_samples
+from .dataset import MaskDataset
 
 __version__ = "0.1.0"
 
@@ -19,5 +20,5 @@ __all__ = [
     "TimestampRangeError", "SizeMismatchError", "MissingExtraError", "MaskdecWarning",
     "Frame", "Source", "Mask", "Roi", "RoiMask", "load_frames",
     "LabelTable", "ColourTable", "map_pixels",
-    "Sample", "SampleFailure", "iter_samples", "plan_samples", "RoiSample", "iter_roi_samples",
+    "Sample", "SampleFailure", "iter_samples", "plan_samples", "MaskDataset", "RoiSample", "iter_roi_samples",
 ]

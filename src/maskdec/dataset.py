@@ -1,0 +1,254 @@
+"""Random access to samples: `MaskDataset(frames)[i]`, for training loops that shuffle.
+
+Sample i is the i-th sample of `iter_samples` over the same frames, with the
+same label table. Frames come from the decode planner (media/planner.py) through
+a bounded per-process cache of open readers (least recently used closed first);
+readers open lazily, so a dataset pickles to worker processes, where decoders
+default to one thread each.
+"""
+from __future__ import annotations
+
+import operator
+import os
+from collections import OrderedDict
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+from .errors import FrameFormatError, MaskdecError, TimestampRangeError
+from .labels import LabelTable
+from .media.planes import mask_data
+from .media.planner import fetch
+from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
+from .samples import FramesArg, Sample, SampleRequest, _as_frames, build_sample, plan_samples
+
+__all__ = ["MaskDataset", "ReaderCache", "SampleIndexError"]
+
+
+class SampleIndexError(MaskdecError, IndexError):
+    """A sample index outside the dataset."""
+
+
+class ReaderCache:
+    """Open MediaReaders by URI, at most `max_open` at once: opening one more first
+    closes the least recently used. After a fork the child drops what it inherited."""
+
+    def __init__(self, max_open: int, *, threads: Optional[int] = None,
+                 cache_dir: Union[str, os.PathLike, None] = None) -> None:
+        if max_open < 1:
+            raise MaskdecError(f"max_open_readers must be at least 1, got {max_open}")
+        self.max_open = max_open
+        self.threads = threads
+        self.cache_dir = cache_dir
+        self.opened = 0  # readers opened so far
+        self._readers: OrderedDict[str, MediaReader] = OrderedDict()
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def get(self, uri: str) -> MediaReader:
+        """The open reader of `uri`, opening it (and closing the least recently used) if needed."""
+        if self._pid != os.getpid():  # forked: the parent's readers share its file offsets
+            self._readers.clear()
+            self._pid = os.getpid()
+        reader = self._readers.get(uri)
+        if reader is not None:
+            self._readers.move_to_end(uri)
+            return reader
+        while len(self._readers) >= self.max_open:
+            _, oldest = self._readers.popitem(last=False)
+            oldest.close()
+        reader = MediaReader(uri, threads=self.threads, cache_dir=self.cache_dir)
+        self._readers[uri] = reader
+        self.opened += 1
+        return reader
+
+    def discard(self, uri: str) -> None:
+        reader = self._readers.pop(uri, None)
+        if reader is not None:
+            reader.close()
+
+    def close(self) -> None:
+        while self._readers:
+            _, reader = self._readers.popitem()
+            reader.close()
+
+
+class MaskDataset:
+    """Map-style dataset of samples: `len(ds)`, `ds[i]` -> Sample i, in the order and with
+    the label table (`.labels`) of `iter_samples(frames, ...)`.
+
+    `ds.__getitems__(indices)` (what torch's DataLoader calls for a batch) decodes a
+    whole batch through the planner: grouped by file, sorted, each GOP at most once.
+    Options as for `iter_samples`, plus:
+    threads: decoder threads per file (None: FFmpeg's automatic count, 1 in worker processes).
+    max_open_readers: how many files stay open per process (least recently used closed first).
+    cache_dir: a folder where frame indexes are kept across runs.
+    """
+
+    def __init__(
+        self,
+        frames: FramesArg,
+        *,
+        labels: Optional[Mapping[str, int]] = None,
+        tolerance: Optional[float] = None,
+        images: bool = True,
+        ignore_index: int = 255,
+        mask_labels: Union[str, os.PathLike, Mapping, Sequence, None] = None,
+        strict: bool = True,
+        strict_sizes: bool = False,
+        timestamp_unit: TimestampUnit = "ms",
+        threads: Optional[int] = None,
+        max_open_readers: int = 16,
+        cache_dir: Union[str, os.PathLike, None] = None,
+        yuv: bool = True,
+        instances: bool = False,
+        stats: bool = False,
+    ) -> None:
+        if timestamp_unit not in ("ms", "index"):
+            raise FrameFormatError(f"timestamp_unit must be 'ms' or 'index', got {timestamp_unit!r}")
+        if max_open_readers < 1:
+            raise MaskdecError(f"max_open_readers must be at least 1, got {max_open_readers}")
+        self.labels: LabelTable
+        self.requests: list[SampleRequest]
+        self.labels, self.requests = plan_samples(_as_frames(frames), labels=labels, mask_labels=mask_labels,
+                                                  ignore_index=ignore_index, strict=strict)
+        self.tolerance = tolerance
+        self.images = images
+        self.strict_sizes = strict_sizes
+        self.timestamp_unit = timestamp_unit
+        self.threads = threads
+        self.max_open_readers = max_open_readers
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self.yuv = yuv
+        self.instances = instances
+        self.stats = stats
+        self._readers: Optional[ReaderCache] = None
+
+    # ------------------------------------------------------------ the sequence
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.__getitems__([i])[0]
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitems__(self, indices: Iterable[int]) -> list[Sample]:
+        """Samples at `indices` (in that order), decoded as one planned batch."""
+        requests = [self.requests[self._position(i)] for i in indices]
+        return _Batch(self, requests).run()
+
+    def _position(self, i: Any) -> int:
+        try:
+            k = operator.index(i)
+        except TypeError:
+            raise SampleIndexError(f"sample indices are integers, got {i!r}") from None
+        n = len(self.requests)
+        if not -n <= k < n:
+            raise SampleIndexError(f"sample index {k} is out of range: the dataset holds {n} samples")
+        return k % n
+
+    # ------------------------------------------------------------ readers
+    @property
+    def readers(self) -> ReaderCache:
+        """This process's cache of open readers (made on first use)."""
+        if self._readers is None:
+            self._readers = ReaderCache(self.max_open_readers, threads=self.threads, cache_dir=self.cache_dir)
+        return self._readers
+
+    @property
+    def open_readers(self) -> int:
+        """How many media files this dataset holds open in this process."""
+        return 0 if self._readers is None else len(self._readers)
+
+    def close(self) -> None:
+        """Close every open reader (the dataset stays usable: they reopen on demand)."""
+        if self._readers is not None:
+            self._readers.close()
+
+    def __enter__(self) -> "MaskDataset":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_readers"] = None  # open files stay in the process that opened them
+        return state
+
+    def __repr__(self) -> str:
+        return f"MaskDataset({len(self)} samples, {len(self.labels.ids)} labels, open readers {self.open_readers})"
+
+
+class _Batch:
+    """One batch: every needed frame fetched through the planner, samples built as soon as
+    both their image and mask frame are there (so decoded mask frames do not pile up)."""
+
+    def __init__(self, ds: MaskDataset, requests: list[SampleRequest]) -> None:
+        self.ds = ds
+        self.requests = requests
+        self.results: list[Union[Sample, MaskdecError, None]] = [None] * len(requests)
+        self.lossless: dict[str, bool] = {}
+        self.images: dict[tuple[str, int], Any] = {}
+        self.pending: dict[int, Any] = {}  # request position -> mask pixels waiting for the image
+        self.by_image: dict[tuple[str, int], list[int]] = {}
+        self.by_mask: dict[tuple[str, int], list[int]] = {}
+        for k, r in enumerate(requests):
+            if r.error is not None:
+                self.results[k] = r.error
+                continue
+            if ds.images:
+                self.by_image.setdefault((r.image_uri, r.image_ts), []).append(k)
+            self.by_mask.setdefault((r.mask_uri, r.mask_ts), []).append(k)
+
+    def _open(self, uri: str) -> MediaReader:
+        reader = self.ds.readers.get(uri)
+        self.lossless[uri] = reader.lossless
+        return reader
+
+    def run(self) -> list[Sample]:
+        convert = mask_data if self.ds.yuv else mask_pixels
+        wanted = list(self.by_image) + list(self.by_mask)
+        for uri, ts, frame in fetch(wanted, self._open, unit=self.ds.timestamp_unit):
+            key = (uri, ts)
+            failed = isinstance(frame, MaskdecError)
+            if failed and not isinstance(frame, TimestampRangeError):  # a file that failed: reopen it next time
+                self.ds.readers.discard(uri)
+            if key in self.by_image:
+                self.images[key] = frame if failed else image_rgb(frame)
+                for k in self.by_image[key]:
+                    if k in self.pending:
+                        self._build(k, self.pending.pop(k))
+            if key in self.by_mask:
+                pixels = frame if failed else convert(frame)
+                for k in self.by_mask[key]:
+                    r = self.requests[k]
+                    if self.ds.images and (r.image_uri, r.image_ts) not in self.images:
+                        self.pending[k] = pixels
+                    else:
+                        self._build(k, pixels)
+        for k, pixels in list(self.pending.items()):  # an image the fetch never yielded
+            self._build(k, pixels)
+        out = []
+        for result in self.results:
+            if isinstance(result, MaskdecError):
+                raise result
+            out.append(result)
+        return out
+
+    def _build(self, k: int, pixels: Any) -> None:
+        r = self.requests[k]
+        image = self.images.get((r.image_uri, r.image_ts)) if self.ds.images else None
+        for part in (image, pixels):
+            if isinstance(part, MaskdecError):
+                self.results[k] = part
+                return
+        try:
+            self.results[k] = build_sample(r, image, pixels, lossless=self.lossless.get(r.mask_uri, False),
+                                           tolerance=self.ds.tolerance, strict_sizes=self.ds.strict_sizes,
+                                           instances=self.ds.instances, stats=self.ds.stats)
+        except MaskdecError as exc:
+            self.results[k] = exc
