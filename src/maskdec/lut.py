@@ -12,7 +12,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -280,60 +280,86 @@ class PixelStats:
         return {"exact": self.exact, "snapped": self.snapped, "unknown": self.unknown}
 
 
-def _packbits(hit: np.ndarray) -> np.ndarray:
-    bits = np.packbits(hit, bitorder="little")
-    bits.setflags(write=False)
-    return bits
+def _exact_table(hit: np.ndarray) -> np.ndarray:
+    table = hit.astype(np.uint8)
+    table.setflags(write=False)
+    return table
 
 
 @lru_cache(maxsize=8)
-def _rgb_exact_bits(table: ColourTable) -> np.ndarray:
+def _rgb_exact(table: ColourTable) -> np.ndarray:
+    """1 at r << 16 | g << 8 | b of each declared colour (a byte per key: one load per pixel)."""
     hit = np.zeros(1 << 24, bool)
     for c in table.colours:
         if len(c) == 3:
             hit[(c[0] << 16) | (c[1] << 8) | c[2]] = True
-    return _packbits(hit)
+    return _exact_table(hit)
 
 
 @lru_cache(maxsize=32)
-def _gray_exact_bits(table: ColourTable, bits: int) -> np.ndarray:
+def _gray_exact(table: ColourTable, bits: int) -> np.ndarray:
     hit = np.zeros(1 << bits, bool)
     for c in table.colours:
-        if len(c) == 1 or c[0] == c[1] == c[2]:
-            if c[0] < hit.size:
-                hit[c[0]] = True
-    return _packbits(hit)
+        if (len(c) == 1 or c[0] == c[1] == c[2]) and c[0] < hit.size:
+            hit[c[0]] = True
+    return _exact_table(hit)
 
 
 @lru_cache(maxsize=8)
-def _yuv_exact_bits(table: ColourTable, matrix: str, full_range: bool) -> np.ndarray:
-    return _packbits(_yuv_lut(table, 0, matrix, full_range)[1] <= YUV_EXACT_DISTANCE)
+def _yuv_exact(table: ColourTable, matrix: str, full_range: bool) -> np.ndarray:
+    return _exact_table(_yuv_lut(table, 0, matrix, full_range)[1] <= YUV_EXACT_DISTANCE)
+
+
+def _count(run: Callable[[int, int, np.ndarray], None], height: int) -> PixelStats:
+    """Run `run(row0, row1, counts)` over row ranges (even starts), on the kernel's threads
+    when the frame is tall enough, and add up the counts."""
+    pool = _kernel_pool()
+    if pool is None or height < 64:
+        counts = np.zeros((1, 3), np.int64)
+        run(0, height, counts[0])
+    else:
+        step = -(-height // (2 * _POOL_THREADS)) * 2
+        bounds = [(r, min(r + step, height)) for r in range(0, height, step)]
+        counts = np.zeros((len(bounds), 3), np.int64)
+        futures = [pool.submit(run, r0, r1, counts[k]) for k, (r0, r1) in enumerate(bounds) if k]
+        run(bounds[0][0], bounds[0][1], counts[0])
+        for future in futures:
+            future.result()
+    return PixelStats(*(int(c) for c in counts.sum(axis=0)))
 
 
 def pixel_stats(pixels, table: ColourTable, label_map: np.ndarray) -> PixelStats:
     """Count the exact, snapped and unknown pixels of a mask, given the label map that
-    `map_pixels(pixels, table, ...)` made of it (one cheap pass, no table rebuilt)."""
-    counts = np.zeros(3, np.int64)
+    `map_pixels(pixels, table, ...)` made of it (one pass, tables cached)."""
     label_map = np.asarray(label_map)
     if label_map.dtype != np.dtype(table.dtype) or label_map.ndim != 2:
         raise MaskdecError(f"label_map must be 2-D {table.dtype}, got {label_map.shape} {label_map.dtype}")
+    label_map = np.ascontiguousarray(label_map)  # the kernels read label rows
+    ignore = table.ignore_index
     if hasattr(pixels, "matrix"):  # YuvPlanes
-        if pixels.y.shape != label_map.shape:
-            raise MaskdecError(f"label_map is {label_map.shape}, the planes {pixels.y.shape}")
-        bits = _yuv_exact_bits(table, pixels.matrix, pixels.full_range)
-        kernels.count_yuv(pixels.y, pixels.u, pixels.v, pixels.shift_x, pixels.shift_y, label_map, bits,
-                          table.ignore_index, counts)
-        return PixelStats(*(int(c) for c in counts))
+        p = pixels
+        if p.y.shape != label_map.shape:
+            raise MaskdecError(f"label_map is {label_map.shape}, the planes {p.y.shape}")
+        exact = _yuv_exact(table, p.matrix, p.full_range)
+        sy = p.shift_y
+
+        def run_yuv(r0: int, r1: int, counts: np.ndarray) -> None:
+            c0, c1 = r0 >> sy, (r1 + (1 << sy) - 1) >> sy
+            kernels.count_yuv(p.y[r0:r1], p.u[c0:c1], p.v[c0:c1], p.shift_x, sy, label_map[r0:r1], exact,
+                              ignore, counts)
+        return _count(run_yuv, label_map.shape[0])
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[2] in (1, 4):
         pixels = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels[:, :, :3]
     if pixels.shape[:2] != label_map.shape:
         raise MaskdecError(f"label_map is {label_map.shape}, the pixels {pixels.shape[:2]}")
     if pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
-        kernels.count_rgb(pixels, label_map, _rgb_exact_bits(table), table.ignore_index, counts)
+        kernel, exact = kernels.count_rgb, _rgb_exact(table)
     elif pixels.ndim == 2 and pixels.dtype in (np.uint8, np.uint16):
-        bits = _gray_exact_bits(table, 8 * pixels.dtype.itemsize)
-        kernels.count_gray(pixels, label_map, bits, table.ignore_index, counts)
+        kernel, exact = kernels.count_gray, _gray_exact(table, 8 * pixels.dtype.itemsize)
     else:
         raise MaskdecError(f"cannot count pixels of shape {pixels.shape} and dtype {pixels.dtype}")
-    return PixelStats(*(int(c) for c in counts))
+
+    def run(r0: int, r1: int, counts: np.ndarray) -> None:
+        kernel(pixels[r0:r1], label_map[r0:r1], exact, ignore, counts)
+    return _count(run, label_map.shape[0])
