@@ -73,8 +73,8 @@ def open_uri(uri: str, *, cache: Optional[bool] = None) -> Union[str, IO[bytes]]
         cache = remote_cache_enabled()
     try:
         remote = fsspec.open(uri, "rb").open()
-    except FileNotFoundError:
-        raise MediaNotFoundError(f"media file not found: {uri}") from None
+    except FileNotFoundError as exc:
+        raise _not_found(uri, exc) from None
     except ImportError as exc:
         raise MissingExtraError(f"{uri}: {exc}; install `maskdec[remote]`") from None
     except Exception as exc:  # noqa: BLE001 - network and auth errors of any fsspec backend
@@ -82,6 +82,15 @@ def open_uri(uri: str, *, cache: Optional[bool] = None) -> Union[str, IO[bytes]]
     if not cache:
         return remote
     return _local_copy(uri, remote)
+
+
+def _not_found(uri: str, exc: FileNotFoundError) -> Union[MediaNotFoundError, MediaDecodeError]:
+    """fsspec's HTTP backend reports any failure to reach a file as FileNotFoundError;
+    only a missing file (no cause, or an HTTP 404/410) is one."""
+    cause = exc.__cause__
+    if cause is None or isinstance(cause, FileNotFoundError) or getattr(cause, "status", None) in (404, 410):
+        return MediaNotFoundError(f"media file not found: {uri}")
+    return MediaDecodeError(f"{uri}: cannot open: {type(cause).__name__}: {cause}")
 
 
 def _local_copy(uri: str, remote: IO[bytes]) -> IO[bytes]:
@@ -94,9 +103,9 @@ def _local_copy(uri: str, remote: IO[bytes]) -> IO[bytes]:
             shutil.copyfileobj(remote, local, _COPY_CHUNK)
         local.flush()
         local.seek(0)
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         local.close()
-        raise MediaNotFoundError(f"media file not found: {uri}") from None
+        raise _not_found(uri, exc) from None
     except Exception as exc:  # noqa: BLE001 - a dropped connection, a timeout, an auth error ...
         local.close()
         raise MediaDecodeError(f"{uri}: reading it failed: {type(exc).__name__}: {exc}") from None
