@@ -17,33 +17,64 @@ ctypedef fused gray_t:
     uint16_t
 
 
-def map_rgb(const uint8_t[:, :, :] image, const label_t[::1] lut, label_t[:, :] out):
-    """out[i, j] = lut[r << 16 | g << 8 | b] for the pixel (r, g, b) at image[i, j]."""
+def map_rgb(const uint8_t[:, :, :] image, const label_t[::1] lut, label_t[:, :] out,
+            const uint8_t[::1] exact=None, int64_t[::1] counts=None, int ignore=0):
+    """out[i, j] = lut[r << 16 | g << 8 | b] for the pixel (r, g, b) at image[i, j].
+
+    Per-sample statistics in the same pass, with `exact` and `counts`: counts[0] += the
+    pixels whose key has exact[key] == 1, counts[1] += the pixels labelled `ignore`."""
     cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
     cdef Py_ssize_t sj = image.strides[1], sc = image.strides[2]
     cdef const uint8_t* row
     cdef uint32_t key
+    cdef bint stats = exact is not None and counts is not None
+    cdef const uint8_t* ex = &exact[0] if stats else NULL
+    cdef int64_t n = 0, n_ignore = 0
+    cdef label_t a, mark = <label_t>ignore
     with nogil:
         for i in range(h):
             row = &image[i, 0, 0]
             if sj == 3 and sc == 1:
                 for j in range(w):
                     key = (<uint32_t>row[3 * j] << 16) | (<uint32_t>row[3 * j + 1] << 8) | row[3 * j + 2]
-                    out[i, j] = lut[key]
+                    a = lut[key]
+                    out[i, j] = a
+                    if stats:
+                        n += ex[key]
+                        n_ignore += a == mark
             else:
                 for j in range(w):
                     key = ((<uint32_t>row[j * sj] << 16) | (<uint32_t>row[j * sj + sc] << 8)
                            | row[j * sj + 2 * sc])
-                    out[i, j] = lut[key]
+                    a = lut[key]
+                    out[i, j] = a
+                    if stats:
+                        n += ex[key]
+                        n_ignore += a == mark
+    if stats:
+        counts[0] += n
+        counts[1] += n_ignore
 
 
-def map_gray(const gray_t[:, :] image, const label_t[::1] lut, label_t[:, :] out):
-    """out[i, j] = lut[image[i, j]] for 8- or 16-bit single-channel masks."""
+def map_gray(const gray_t[:, :] image, const label_t[::1] lut, label_t[:, :] out,
+             const uint8_t[::1] exact=None, int64_t[::1] counts=None, int ignore=0):
+    """out[i, j] = lut[image[i, j]] for 8- or 16-bit single-channel masks (`exact`, `counts`: as map_rgb)."""
     cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
+    cdef bint stats = exact is not None and counts is not None
+    cdef const uint8_t* ex = &exact[0] if stats else NULL
+    cdef int64_t n = 0, n_ignore = 0
+    cdef label_t a, mark = <label_t>ignore
     with nogil:
         for i in range(h):
             for j in range(w):
-                out[i, j] = lut[image[i, j]]
+                a = lut[image[i, j]]
+                out[i, j] = a
+                if stats:
+                    n += ex[image[i, j]]
+                    n_ignore += a == mark
+    if stats:
+        counts[0] += n
+        counts[1] += n_ignore
 
 
 def build_rgb_lut(const uint8_t[:, ::1] colours, const label_t[::1] ids, int64_t radius2,
@@ -129,7 +160,8 @@ cdef inline label_t _repair(const uint8_t* u, const uint8_t* v, Py_ssize_t row_u
 
 def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
             const label_t[::1] lut, const label_t[::1] clean, const uint8_t[::1] coarse, int sentinel,
-            label_t[:, ::1] out, Py_ssize_t row0=0, Py_ssize_t row1=-1):
+            label_t[:, ::1] out, Py_ssize_t row0=0, Py_ssize_t row1=-1, const uint8_t[::1] exact=None,
+            int64_t[::1] counts=None, int ignore=0):
     """out[i, j] = lut[U << 16 | V << 8 | Y], chroma taken at (i >> shift_y, j >> shift_x).
 
     The table is indexed chroma-major so that the luma drift inside a flat
@@ -145,7 +177,9 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     by the top 6 bits of U, V and Y (small enough to stay in cache).
 
     Only rows row0 <= i < row1 (all by default) are written, so that callers
-    can split a frame across threads.
+    can split a frame across threads. With `exact` and `counts`, also
+    counts[0] += the pixels whose own key has exact[key] == 1 and
+    counts[1] += the pixels labelled `ignore` (after repair).
     """
     cdef Py_ssize_t h = out.shape[0], w = out.shape[1], i, j, c
     cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1]
@@ -158,6 +192,11 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     cdef label_t mark = <label_t>sentinel if sentinel >= 0 else 0
     cdef bint repair = sentinel >= 0
     cdef const uint8_t* found
+    cdef bint stats = exact is not None and counts is not None
+    cdef const uint8_t* ex = &exact[0] if stats else NULL
+    cdef int64_t n = 0, n_ignore = 0
+    cdef uint32_t k0, k1
+    cdef label_t ig = <label_t>ignore
     with nogil:
         for i in range(row0, h if row1 < 0 else row1):
             yrow = &y[i, 0]
@@ -167,15 +206,28 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
             if ys == 1 and us == 1 and vs == 1 and shift_x == 1:
                 for c in range(w >> 1):
                     uv = ((<uint32_t>urow[c] << 8) | vrow[c]) << 8
-                    orow[2 * c] = lut[uv | yrow[2 * c]]
-                    orow[2 * c + 1] = lut[uv | yrow[2 * c + 1]]
+                    k0 = uv | yrow[2 * c]
+                    k1 = uv | yrow[2 * c + 1]
+                    orow[2 * c] = lut[k0]
+                    orow[2 * c + 1] = lut[k1]
+                    if stats:
+                        n += ex[k0] + ex[k1]
+                        n_ignore += (orow[2 * c] == ig) + (orow[2 * c + 1] == ig)
                 if w & 1:
                     c = w >> 1
-                    orow[w - 1] = lut[(((<uint32_t>urow[c] << 8) | vrow[c]) << 8) | yrow[w - 1]]
+                    k0 = (((<uint32_t>urow[c] << 8) | vrow[c]) << 8) | yrow[w - 1]
+                    orow[w - 1] = lut[k0]
+                    if stats:
+                        n += ex[k0]
+                        n_ignore += orow[w - 1] == ig
             else:
                 for j in range(w):
                     c = j >> shift_x
-                    orow[j] = lut[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]
+                    k0 = (((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]
+                    orow[j] = lut[k0]
+                    if stats:
+                        n += ex[k0]
+                        n_ignore += orow[j] == ig
             if not repair:
                 continue
             j = 0
@@ -190,7 +242,12 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                     continue
                 orow[j] = _repair(&u[0, 0], &v[0, 0], u.strides[0], v.strides[0], us, vs, u.shape[0], u.shape[1],
                                   i, j, shift_x, shift_y, yrow[j * ys], &clean[0], &coarse[0])
+                if stats:  # marked pixels were not counted as ignored above
+                    n_ignore += orow[j] == ig
                 j = j + 1
+    if stats:
+        counts[0] += n
+        counts[1] += n_ignore
 
 
 def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double radius2,
@@ -235,100 +292,6 @@ def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double r
                     if best_k >= 0:
                         lut[(u << 16) | (v << 8) | y] = ids[best_k]
                     dist[(u << 16) | (v << 8) | y] = <uint8_t>ceil(sqrt(nearest))
-
-
-# ------------------------------------------------------------------ per-sample statistics
-# `exact[key]` is 1 where the pixel value `key` is a declared colour. Each kernel adds to
-# counts[0] the exact pixels, to counts[2] the other pixels whose label is `ignore` (unknown)
-# and to counts[1] the rest (snapped). Callers split frames into row ranges for threads.
-
-def count_rgb(const uint8_t[:, :, :] image, const label_t[:, ::1] labels, const uint8_t[::1] exact,
-              int ignore, int64_t[::1] counts):
-    """Count exact / snapped / unknown pixels of an RGB mask and its label map (keys r << 16 | g << 8 | b)."""
-    cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
-    cdef Py_ssize_t sj = image.strides[1], sc = image.strides[2]
-    cdef const uint8_t* row
-    cdef uint32_t key
-    cdef int64_t n_exact = 0, n_unknown = 0
-    cdef int e
-    cdef label_t mark = <label_t>ignore
-    with nogil:
-        for i in range(h):
-            row = &image[i, 0, 0]
-            if sj == 3 and sc == 1:
-                for j in range(w):
-                    e = exact[(<uint32_t>row[3 * j] << 16) | (<uint32_t>row[3 * j + 1] << 8) | row[3 * j + 2]]
-                    n_exact += e
-                    n_unknown += (1 - e) & (labels[i, j] == mark)
-            else:
-                for j in range(w):
-                    key = (<uint32_t>row[j * sj] << 16) | (<uint32_t>row[j * sj + sc] << 8) | row[j * sj + 2 * sc]
-                    e = exact[key]
-                    n_exact += e
-                    n_unknown += (1 - e) & (labels[i, j] == mark)
-    counts[0] += n_exact
-    counts[1] += h * w - n_exact - n_unknown
-    counts[2] += n_unknown
-
-
-def count_gray(const gray_t[:, :] image, const label_t[:, ::1] labels, const uint8_t[::1] exact,
-               int ignore, int64_t[::1] counts):
-    """Count exact / snapped / unknown pixels of an 8- or 16-bit grey mask and its label map."""
-    cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
-    cdef int64_t n_exact = 0, n_unknown = 0
-    cdef int e
-    cdef label_t mark = <label_t>ignore
-    with nogil:
-        for i in range(h):
-            for j in range(w):
-                e = exact[image[i, j]]
-                n_exact += e
-                n_unknown += (1 - e) & (labels[i, j] == mark)
-    counts[0] += n_exact
-    counts[1] += h * w - n_exact - n_unknown
-    counts[2] += n_unknown
-
-
-def count_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
-              const label_t[:, ::1] labels, const uint8_t[::1] exact, int ignore, int64_t[::1] counts):
-    """Count exact / snapped / unknown pixels of YUV planes (keys U << 16 | V << 8 | Y) and their label map."""
-    cdef Py_ssize_t h = labels.shape[0], w = labels.shape[1], i, j, c
-    cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1]
-    cdef const uint8_t* yrow
-    cdef const uint8_t* urow
-    cdef const uint8_t* vrow
-    cdef const label_t* lrow
-    cdef uint32_t uv
-    cdef int64_t n_exact = 0, n_unknown = 0
-    cdef int e0, e1
-    cdef label_t mark = <label_t>ignore
-    with nogil:
-        for i in range(h):
-            yrow = &y[i, 0]
-            urow = &u[i >> shift_y, 0]
-            vrow = &v[i >> shift_y, 0]
-            lrow = &labels[i, 0]
-            if ys == 1 and us == 1 and vs == 1 and shift_x == 1:
-                for c in range(w >> 1):
-                    uv = ((<uint32_t>urow[c] << 8) | vrow[c]) << 8
-                    e0 = exact[uv | yrow[2 * c]]
-                    e1 = exact[uv | yrow[2 * c + 1]]
-                    n_exact += e0 + e1
-                    n_unknown += ((1 - e0) & (lrow[2 * c] == mark)) + ((1 - e1) & (lrow[2 * c + 1] == mark))
-                if w & 1:
-                    c = w >> 1
-                    e0 = exact[(((<uint32_t>urow[c] << 8) | vrow[c]) << 8) | yrow[w - 1]]
-                    n_exact += e0
-                    n_unknown += (1 - e0) & (lrow[w - 1] == mark)
-            else:
-                for j in range(w):
-                    c = j >> shift_x
-                    e0 = exact[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]
-                    n_exact += e0
-                    n_unknown += (1 - e0) & (lrow[j] == mark)
-    counts[0] += n_exact
-    counts[1] += h * w - n_exact - n_unknown
-    counts[2] += n_unknown
 
 
 ctypedef fused index_t:

@@ -19,7 +19,7 @@ import numpy as np
 from ._core import kernels
 from .errors import MaskdecError
 
-__all__ = ["ColourTable", "map_pixels", "DEFAULT_LOSSY_TOLERANCE", "PixelStats", "pixel_stats"]
+__all__ = ["ColourTable", "map_pixels", "DEFAULT_LOSSY_TOLERANCE", "PixelStats"]
 
 #: Tolerance used for lossy masks when the caller gives none (RGB distance).
 DEFAULT_LOSSY_TOLERANCE = 60.0
@@ -186,13 +186,18 @@ def _gray_lut(table: ColourTable, radius2: int, bits: int) -> np.ndarray:
 
 
 def map_pixels(pixels: np.ndarray, table: ColourTable, tolerance: float = 0.0,
-               out: Optional[np.ndarray] = None) -> np.ndarray:
+               out: Optional[np.ndarray] = None, counts: Optional[np.ndarray] = None) -> np.ndarray:
     """Map a mask image to label ids: (H, W, 3) uint8 RGB, (H, W) uint8 or uint16 grey.
 
     Writes into `out` ((H, W), the table's dtype) when given and returns it.
+    counts: an int64 array of 3 to which the pass adds the exact, snapped and
+    unknown pixels (see PixelStats); the exact ones are counted by the kernel.
     """
+    total = _check_counts(counts)
+    counts = None if total is None else np.zeros(3, np.int64)  # this pass's own tally
     if hasattr(pixels, "matrix"):  # YuvPlanes: map straight from the planes
-        return _map_yuv(pixels, table, tolerance, out)
+        out = _map_yuv(pixels, table, tolerance, out, counts=counts)
+        return _add_counts(total, counts, out, table)
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         pixels = pixels[:, :, :3]  # alpha is dropped
@@ -207,11 +212,14 @@ def map_pixels(pixels: np.ndarray, table: ColourTable, tolerance: float = 0.0,
         raise MaskdecError(f"cannot map pixels of shape {pixels.shape} and dtype {pixels.dtype}: "
                            "expected (H, W, 3) uint8 or (H, W) uint8/uint16")
     out = _output(out, shape, table)
+    exact = None
+    if counts is not None:
+        exact = _rgb_exact(table) if kind == "rgb" else _gray_exact(table, 8 * pixels.dtype.itemsize)
     if kind == "rgb":
-        kernels.map_rgb(pixels, lut, out)
+        kernels.map_rgb(pixels, lut, out, exact, counts, table.ignore_index)
     else:
-        kernels.map_gray(pixels, lut, out)
-    return out
+        kernels.map_gray(pixels, lut, out, exact, counts, table.ignore_index)
+    return _add_counts(total, counts, out, table)
 
 
 def _output(out: Optional[np.ndarray], shape: tuple, table: ColourTable) -> np.ndarray:
@@ -225,26 +233,32 @@ def _output(out: Optional[np.ndarray], shape: tuple, table: ColourTable) -> np.n
 
 
 def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndarray],
-             edge_repair: bool = True) -> np.ndarray:
+             edge_repair: bool = True, counts: Optional[np.ndarray] = None) -> np.ndarray:
     out = _output(out, planes.y.shape, table)
     radius2 = _radius2(tolerance)
     clean = _yuv_lut(table, radius2, planes.matrix, planes.full_range)[0]
     lut, coarse, sentinel = clean, _NO_COARSE, -1
     if edge_repair and (planes.shift_x or planes.shift_y):
         lut, coarse, sentinel = _yuv_repair_lut(table, radius2, planes.matrix, planes.full_range)
+    exact = None if counts is None else _yuv_exact(table, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
     args = (planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, clean, coarse, sentinel, rows)
     pool = _kernel_pool()
     height = rows.shape[0]
+    stats = (exact, counts, table.ignore_index)
     if pool is None or height < 64:
-        kernels.map_yuv(*args)
+        kernels.map_yuv(*args, 0, -1, *stats)
     else:  # the kernel releases the GIL: halves of the frame run side by side
         step = -(-height // (2 * _POOL_THREADS)) * 2  # even, so chroma rows are not split
         bounds = [(r, min(r + step, height)) for r in range(step, height, step)]
-        futures = [pool.submit(kernels.map_yuv, *args, r0, r1) for r0, r1 in bounds]
-        kernels.map_yuv(*args, 0, min(step, height))
+        parts = np.zeros((len(bounds), 3), np.int64)  # each thread counts into its own row
+        futures = [pool.submit(kernels.map_yuv, *args, r0, r1, exact, None if counts is None else parts[k],
+                               table.ignore_index) for k, (r0, r1) in enumerate(bounds)]
+        kernels.map_yuv(*args, 0, min(step, height), *stats)
         for future in futures:
             future.result()
+        if counts is not None:
+            counts += parts.sum(axis=0)
     if rows is not out:
         out[...] = rows
     return out
@@ -265,8 +279,10 @@ YUV_EXACT_DISTANCE = 2
 
 @dataclass(frozen=True)
 class PixelStats:
-    """How a mask's pixels met the declared colours: `exact` (the pixel is a declared colour),
-    `snapped` (mapped to a label by the tolerance, or by YUV edge repair), `unknown` (ignore_index)."""
+    """How a mask's pixels met its colour table, a partition of the pixels:
+    `unknown` got the ignore_index; `exact` got a label and are a declared colour
+    (YUV: within YUV_EXACT_DISTANCE of it); `snapped` got a label by the tolerance
+    or by YUV edge repair."""
 
     exact: int
     snapped: int
@@ -279,87 +295,59 @@ class PixelStats:
     def to_dict(self) -> dict[str, int]:
         return {"exact": self.exact, "snapped": self.snapped, "unknown": self.unknown}
 
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> "PixelStats":
+        """From the `counts` array that map_pixels filled."""
+        return cls(*(int(c) for c in counts))
 
-def _exact_table(hit: np.ndarray) -> np.ndarray:
-    table = hit.astype(np.uint8)
-    table.setflags(write=False)
-    return table
+
+def _check_counts(counts: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    if counts is None:
+        return None
+    if not isinstance(counts, np.ndarray) or counts.shape != (3,) or counts.dtype != np.int64 \
+            or not counts.flags.writeable or not counts.flags.c_contiguous:
+        raise MaskdecError("counts must be a writable int64 array of shape (3,)")
+    return counts
+
+
+def _add_counts(total: Optional[np.ndarray], tally: Optional[np.ndarray], out: np.ndarray,
+                table: ColourTable) -> np.ndarray:
+    """The kernel put this pass's exact and ignored pixels in tally[:2]; add exact, snapped and unknown to `total`."""
+    if total is not None:
+        exact, unknown = int(tally[0]), int(tally[1])
+        total += (exact, out.size - exact - unknown, unknown)
+    return out
+
+
+def _labelled(table: ColourTable, colour: tuple) -> bool:
+    return table.ids[table.colours.index(colour)] != table.ignore_index
 
 
 @lru_cache(maxsize=8)
 def _rgb_exact(table: ColourTable) -> np.ndarray:
-    """1 at r << 16 | g << 8 | b of each declared colour (a byte per key: one load per pixel)."""
-    hit = np.zeros(1 << 24, bool)
+    """1 at r << 16 | g << 8 | b of each declared colour that has a label (a byte per key)."""
+    exact = np.zeros(1 << 24, np.uint8)  # calloc: untouched pages cost nothing
     for c in table.colours:
-        if len(c) == 3:
-            hit[(c[0] << 16) | (c[1] << 8) | c[2]] = True
-    return _exact_table(hit)
+        if len(c) == 3 and _labelled(table, c):
+            exact[(c[0] << 16) | (c[1] << 8) | c[2]] = 1
+    exact.setflags(write=False)
+    return exact
 
 
 @lru_cache(maxsize=32)
 def _gray_exact(table: ColourTable, bits: int) -> np.ndarray:
-    hit = np.zeros(1 << bits, bool)
+    exact = np.zeros(1 << bits, np.uint8)
     for c in table.colours:
-        if (len(c) == 1 or c[0] == c[1] == c[2]) and c[0] < hit.size:
-            hit[c[0]] = True
-    return _exact_table(hit)
+        if (len(c) == 1 or c[0] == c[1] == c[2]) and c[0] < exact.size and _labelled(table, c):
+            exact[c[0]] = 1
+    exact.setflags(write=False)
+    return exact
 
 
 @lru_cache(maxsize=8)
-def _yuv_exact(table: ColourTable, matrix: str, full_range: bool) -> np.ndarray:
-    return _exact_table(_yuv_lut(table, 0, matrix, full_range)[1] <= YUV_EXACT_DISTANCE)
-
-
-def _count(run: Callable[[int, int, np.ndarray], None], height: int) -> PixelStats:
-    """Run `run(row0, row1, counts)` over row ranges (even starts), on the kernel's threads
-    when the frame is tall enough, and add up the counts."""
-    pool = _kernel_pool()
-    if pool is None or height < 64:
-        counts = np.zeros((1, 3), np.int64)
-        run(0, height, counts[0])
-    else:
-        step = -(-height // (2 * _POOL_THREADS)) * 2
-        bounds = [(r, min(r + step, height)) for r in range(0, height, step)]
-        counts = np.zeros((len(bounds), 3), np.int64)
-        futures = [pool.submit(run, r0, r1, counts[k]) for k, (r0, r1) in enumerate(bounds) if k]
-        run(bounds[0][0], bounds[0][1], counts[0])
-        for future in futures:
-            future.result()
-    return PixelStats(*(int(c) for c in counts.sum(axis=0)))
-
-
-def pixel_stats(pixels, table: ColourTable, label_map: np.ndarray) -> PixelStats:
-    """Count the exact, snapped and unknown pixels of a mask, given the label map that
-    `map_pixels(pixels, table, ...)` made of it (one pass, tables cached)."""
-    label_map = np.asarray(label_map)
-    if label_map.dtype != np.dtype(table.dtype) or label_map.ndim != 2:
-        raise MaskdecError(f"label_map must be 2-D {table.dtype}, got {label_map.shape} {label_map.dtype}")
-    label_map = np.ascontiguousarray(label_map)  # the kernels read label rows
-    ignore = table.ignore_index
-    if hasattr(pixels, "matrix"):  # YuvPlanes
-        p = pixels
-        if p.y.shape != label_map.shape:
-            raise MaskdecError(f"label_map is {label_map.shape}, the planes {p.y.shape}")
-        exact = _yuv_exact(table, p.matrix, p.full_range)
-        sy = p.shift_y
-
-        def run_yuv(r0: int, r1: int, counts: np.ndarray) -> None:
-            c0, c1 = r0 >> sy, (r1 + (1 << sy) - 1) >> sy
-            kernels.count_yuv(p.y[r0:r1], p.u[c0:c1], p.v[c0:c1], p.shift_x, sy, label_map[r0:r1], exact,
-                              ignore, counts)
-        return _count(run_yuv, label_map.shape[0])
-    pixels = np.asarray(pixels)
-    if pixels.ndim == 3 and pixels.shape[2] in (1, 4):
-        pixels = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels[:, :, :3]
-    if pixels.shape[:2] != label_map.shape:
-        raise MaskdecError(f"label_map is {label_map.shape}, the pixels {pixels.shape[:2]}")
-    if pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
-        kernel, exact = kernels.count_rgb, _rgb_exact(table)
-    elif pixels.ndim == 2 and pixels.dtype in (np.uint8, np.uint16):
-        kernel, exact = kernels.count_gray, _gray_exact(table, 8 * pixels.dtype.itemsize)
-    else:
-        raise MaskdecError(f"cannot count pixels of shape {pixels.shape} and dtype {pixels.dtype}")
-
-    def run(r0: int, r1: int, counts: np.ndarray) -> None:
-        kernel(pixels[r0:r1], label_map[r0:r1], exact, ignore, counts)
-    return _count(run, label_map.shape[0])
+def _yuv_exact(table: ColourTable, radius2: int, matrix: str, full_range: bool) -> np.ndarray:
+    """1 at each YUV triple within YUV_EXACT_DISTANCE of a declared colour and labelled by the table."""
+    clean, dist = _yuv_lut(table, radius2, matrix, full_range)
+    exact = ((dist <= YUV_EXACT_DISTANCE) & (clean != table.ignore_index)).view(np.uint8)
+    exact.setflags(write=False)
+    return exact

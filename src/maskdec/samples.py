@@ -17,7 +17,7 @@ import numpy as np
 from .errors import FrameFormatError, MaskdecError, SizeMismatchError
 from .frames import Frame, Mask, Roi, Source, load_frames
 from .labels import ColourDecl, LabelTable, load_mask_labels, mask_declarations
-from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, PixelStats, map_pixels, pixel_stats, table_for
+from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, PixelStats, map_pixels, table_for
 from .media.planes import mask_data
 from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
@@ -364,12 +364,12 @@ def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, 
     if tolerance is None:
         tolerance = 0.0 if lossless else DEFAULT_LOSSY_TOLERANCE
     colour_index = None
+    counts = np.zeros(3, np.int64) if stats else None  # exact / snapped / unknown, from the same kernel run
     if instances and r.index is not None:  # one kernel run: colour indices, then classes and ROIs
-        colour_index = map_pixels(pixels, r.index.table, tolerance)
+        colour_index = map_pixels(pixels, r.index.table, tolerance, counts=counts)
         label_map = r.index.label_map(colour_index) if label_maps else None
     else:
-        label_map = map_pixels(pixels, r.table, tolerance)
-    counts = pixel_stats(pixels, r.table, label_map) if stats and label_map is not None else None
+        label_map = map_pixels(pixels, r.table, tolerance, counts=counts)
     if image is not None:
         size = image.shape[:2]
     elif r.source.width is not None and r.source.height is not None:
@@ -381,7 +381,8 @@ def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, 
     if colour_index is not None:
         colour_index = _fit(colour_index, size, strict_sizes, r)
     return Sample(image=image, label_map=label_map, frame_index=r.frame_index, source_id=r.source.id,
-                  mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts, stats=counts,
+                  mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts,
+                  stats=None if counts is None else PixelStats.from_counts(counts),
                   rois=r.index.rois if r.index is not None else (), colour_index=colour_index,
                   index=r.index if colour_index is not None else None)
 
