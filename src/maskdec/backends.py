@@ -139,4 +139,5 @@ def _run_ray(units: Sequence[WorkUnit], job: ExportJob, workers: int, address: O
 
 
 def _ray_unit(unit: WorkUnit, job: ExportJob) -> Iterator[dict]:
-    yield from run_unit(unit, job)
+    for record in run_unit(unit, job):
+        yield record

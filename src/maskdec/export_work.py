@@ -146,7 +146,8 @@ def run_unit(unit: WorkUnit, job: ExportJob) -> Iterator[dict]:
                     else:
                         entry = _sample_entry(result, out.add(result), job.table.ignore_index)
                         records.append({"position": position, "entry": entry})
-            yield from records
+            for record in records:  # not `yield from`: Ray's streaming generators call .send()
+                yield record
     finally:
         iterator.close()
 
