@@ -18,6 +18,7 @@ import numpy as np
 from .errors import MaskdecError
 from .lut import DEFAULT_LOSSY_TOLERANCE
 from .media.reader import MediaReader, mask_pixels
+from .media.uri import resolve_uri
 from .samples import FramesArg, SampleRequest, _as_frames, plan_samples
 
 __all__ = ["MediaInfo", "ColourCluster", "MaskReport", "InspectReport", "inspect_frames", "media_info"]
@@ -312,10 +313,13 @@ def inspect_frames(
                                    strict=False)
     names = table.names()
     failures: list[str] = []
-    roles: dict[str, set] = {}
+    roles: dict[str, set] = {}  # every media file, sources without masks too
+    for f in frame_list:
+        for s in f.sources:
+            roles.setdefault(resolve_uri(s.uri, f.base_dir), set()).add("source")
+            for m in s.masks:
+                roles.setdefault(resolve_uri(m.uri, f.base_dir), set()).add("mask")
     for r in requests:
-        roles.setdefault(r.image_uri, set()).add("source")
-        roles.setdefault(r.mask_uri, set()).add("mask")
         if r.error is not None:
             failures.append(f"{r.where}: {r.error}")
     media = [media_info(uri, "+".join(sorted(rs, reverse=True))) for uri, rs in roles.items()]
