@@ -7,7 +7,7 @@ Decodes a few frames of a 1080p H.264 yuv420p mask clip (the example scene,
   - label maps per second of iter_samples(images=False) with stats off and on.
 Counts are checked equal to numpy's before timing. Ratios are what to read.
 
-    python benchmarks/bench_stats.py [--frames 10] [--json benchmarks/results/stats.json]
+    python benchmarks/bench_stats.py [--frames 60] [--json benchmarks/results/stats.json]
 """
 from __future__ import annotations
 
