@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from typing import Iterator, Optional, Sequence
 
 from .errors import MaskdecError, MissingExtraError
@@ -36,7 +37,7 @@ def run_units(units: Sequence[WorkUnit], job: ExportJob, *, backend: str = "loca
         raise MaskdecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if workers <= 1 or len(units) <= 1:
         return (record for unit in units for record in run_unit(unit, job))
-    return _run_pool(units, job, min(workers, len(units)))
+    return _run_pool(units, replace(job, threads=1), min(workers, len(units)))
 
 
 # ------------------------------------------------------------------ local process pool
@@ -64,10 +65,20 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _one_thread_each() -> None:
+    """Workers share the cores between them: no helper threads in the kernel or OpenCV
+    (FFmpeg decodes with one thread too, see ExportJob.threads)."""
+    os.environ.setdefault("MASKDEC_KERNEL_THREADS", "1")
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def _init_worker(results: "multiprocessing.Queue", parent: int) -> None:
     global _results
     _results = results
     _die_with_parent(parent)
+    _one_thread_each()
 
 
 def _pool_task(unit_id: int, unit: WorkUnit, job: ExportJob) -> None:
@@ -119,7 +130,7 @@ def _run_ray(units: Sequence[WorkUnit], job: ExportJob, workers: int, address: O
     try:
         task = ray.remote(_ray_unit).options(num_returns="streaming")
         limit = workers if workers > 0 else max(1, int(ray.cluster_resources().get("CPU", 1)))
-        job_ref = ray.put(job)
+        job_ref = ray.put(replace(job, threads=1))
         waiting = list(units)
         running: list = []
         while waiting or running:
@@ -139,5 +150,6 @@ def _run_ray(units: Sequence[WorkUnit], job: ExportJob, workers: int, address: O
 
 
 def _ray_unit(unit: WorkUnit, job: ExportJob) -> Iterator[dict]:
+    _one_thread_each()
     for record in run_unit(unit, job):
         yield record

@@ -32,6 +32,7 @@ class ExportJob:
     fmt: str
     images: bool
     tolerance: Optional[float]
+    threads: Optional[int] = None  # FFmpeg decoding threads (None: FFmpeg's choice)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def run_unit(unit: WorkUnit, job: ExportJob) -> Iterator[dict]:
     """Decode and write one unit; yield `{"position", "entry"}` per exported sample and
     `{"position", "failure"}` per failed one, each after its group has landed."""
     iterator = SampleIterator(job.table, list(unit.requests), tolerance=job.tolerance, images=job.images,
-                              strict_sizes=False, timestamp_unit="ms", threads=None, raise_errors=False,
+                              strict_sizes=False, timestamp_unit="ms", threads=job.threads, raise_errors=False,
                               stats=True)
     writer = make_writer(job.store, job.fmt)
     results = iter(iterator)
