@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from .backends import BACKENDS, run_units
 from .errors import MaskdecError
-from .export_formats import FORMATS, dataset_meta, entry_files
+from .export_formats import FORMATS, dataset_meta_json, entry_files
 from .export_store import OutputStore, open_store
 from .export_work import ExportJob, WorkUnit, failure_record, make_units, worker_threads
 from .labels import LabelTable
@@ -45,8 +44,8 @@ OUTPUTS = ("labels.json", "dataset_meta.json", SETTINGS, MANIFEST, f"{MANIFEST}.
 @dataclass
 class ExportSummary:
     """What an export did. `samples` counts every sample in the manifest (`skipped` of
-    them were finished by an earlier run); `unknown_share` is the share of their
-    label-map pixels equal to ignore_index."""
+    them were finished by an earlier run); `failures` holds the failures.jsonl records;
+    `unknown_share` is the share of the samples' label-map pixels equal to ignore_index."""
 
     out_dir: str
     samples: int = 0
@@ -156,47 +155,34 @@ def export(
     store = open_store(out_dir)
     table, requests = plan_samples(_as_frames(frames), labels=labels, mask_labels=mask_labels,
                                    ignore_index=ignore_index)
-    settings = {"format": format, "images": images, "tolerance": tolerance, "shard_size": shard_size
-                if format == "webdataset" else None, "labels": table.to_dict(), "ignore_index": table.ignore_index,
-                "plan": _fingerprint(requests, table)}
+    settings = {"format": format, "images": images, "tolerance": tolerance,
+                "shard_size": shard_size if format == "webdataset" else None, "labels": table.to_dict(),
+                "ignore_index": table.ignore_index, "plan": _fingerprint(requests, table)}
     store.prepare()
     if not resume:
         for name in OUTPUTS:
             store.remove(name)
     store.clean_temp()
     _check_settings(store, settings)
-    store.write_bytes(SETTINGS, (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode())
-    store.write_bytes("labels.json", (json.dumps(table.to_dict(), indent=2, sort_keys=True) + "\n").encode())
-    meta = re.sub(r"\[\s+(\d+),\s+(\d+),\s+(\d+)\s+\]", r"[\1, \2, \3]", json.dumps(dataset_meta(table, requests), indent=2))
-    store.write_bytes("dataset_meta.json", (meta + "\n").encode())
+    store.write_bytes(SETTINGS, _json_bytes(settings))
+    store.write_bytes("labels.json", _json_bytes(table.to_dict()))
+    store.write_bytes("dataset_meta.json", dataset_meta_json(table, requests).encode())
 
     positions = {_sample_id(r.frame_index, r.source.id, r.mask.id): p for p, r in enumerate(requests)}
     done = _read_journal(store, positions)
     store.compact_journal(MANIFEST, _manifest_text(done))  # drops a half-written last line
-    skipped = len(done)
-    failures: dict[int, dict] = {p: failure_record(p, SampleFailure(r, r.error))["failure"]
-                                 for p, r in enumerate(requests) if r.error is not None}
+    failures = {p: failure_record(p, SampleFailure(r, r.error))["failure"]
+                for p, r in enumerate(requests) if r.error is not None}
     units = _todo_units(make_units(requests, images=images, fmt=format, shard_size=shard_size), done, requests)
+    redo = {p for unit in units for group in unit.groups for p in group.positions}
+    skipped = sum(1 for p in done if p not in redo)  # a shard with a missing sample is redone whole
     if start is not None:
-        start(sum(len(u) for u in units))
-    job = ExportJob(store=store, table=table, fmt=format, images=images, tolerance=tolerance)
+        start(len(redo))
     if workers is None and backend == "local":
         workers = worker_threads()
-    pending: list[str] = []
-    last_flush = time.monotonic()
-    for record in run_units(units, job, backend=backend, workers=workers or 0, ray_address=ray_address):
-        position = record["position"]
-        if "entry" in record:
-            done[position] = record["entry"]
-            failures.pop(position, None)
-            pending.append(json.dumps(record["entry"]) + "\n")
-        else:
-            failures[position] = record["failure"]
-        if pending and time.monotonic() - last_flush >= store.journal_interval:
-            store.append_journal(MANIFEST, "".join(pending))
-            pending, last_flush = [], time.monotonic()
-        if progress is not None:
-            progress(1)
+    job = ExportJob(store=store, table=table, fmt=format, images=images, tolerance=tolerance)
+    records = run_units(units, job, backend=backend, workers=workers or 0, ray_address=ray_address)
+    _collect(records, store, done, failures, progress)
     store.compact_journal(MANIFEST, _manifest_text(done))
     store.write_bytes(FAILURES, "".join(json.dumps(failures[p]) + "\n" for p in sorted(failures)).encode())
     return ExportSummary(
@@ -204,3 +190,32 @@ def export(
         failures=[failures[p] for p in sorted(failures)],
         pixels=sum(e.get("pixels", 0) for e in done.values()),
         unknown_pixels=sum(e.get("unknown_pixels", 0) for e in done.values()))
+
+
+def _json_bytes(obj: object) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _collect(records: Iterable[dict], store: OutputStore, done: dict[int, dict], failures: dict[int, dict],
+             progress: Optional[Callable[[int], None]]) -> None:
+    """Take the workers' records into `done` and `failures`, journaling finished samples
+    (every record locally; every store.journal_interval seconds on object stores)."""
+    pending: list[str] = []
+    last_flush = time.monotonic()
+    try:
+        for record in records:
+            position = record["position"]
+            if "entry" in record:
+                done[position] = record["entry"]
+                failures.pop(position, None)
+                pending.append(json.dumps(record["entry"]) + "\n")
+            else:
+                failures[position] = record["failure"]
+            if pending and time.monotonic() - last_flush >= store.journal_interval:
+                store.append_journal(MANIFEST, "".join(pending))
+                pending, last_flush = [], time.monotonic()
+            if progress is not None:
+                progress(1)
+    finally:  # an export stopped by an error keeps what it finished
+        if pending:
+            store.append_journal(MANIFEST, "".join(pending))

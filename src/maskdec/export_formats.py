@@ -29,7 +29,7 @@ from .labels import LabelTable
 from .samples import Sample, SampleRequest
 
 __all__ = ["FORMATS", "ExportFormat", "sample_key", "image_key", "make_writer", "dataset_meta",
-           "entry_files", "encode_png", "npz_bytes"]
+           "dataset_meta_json", "entry_files", "encode_png", "npz_bytes"]
 
 ExportFormat = Literal["png", "npz", "webdataset"]
 FORMATS: tuple[str, ...] = ("png", "npz", "webdataset")
@@ -192,3 +192,9 @@ def dataset_meta(table: LabelTable, requests: Sequence[SampleRequest]) -> dict:
         "label_map": {str(i): name for i, name in sorted(table.names().items())},
         "segmentation_colors": [colours.get(i, [0, 0, 0]) for i in range(size)],
     }
+
+
+def dataset_meta_json(table: LabelTable, requests: Sequence[SampleRequest]) -> str:
+    """dataset_meta.json's text: indented, one colour per line."""
+    text = json.dumps(dataset_meta(table, requests), indent=2)
+    return re.sub(r"\[\s+(\d+),\s+(\d+),\s+(\d+)\s+\]", r"[\1, \2, \3]", text) + "\n"

@@ -44,7 +44,10 @@ class LocalStore:
         return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
 
     def prepare(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MaskdecError(f"--out {self.root}: cannot create the output folder: {exc}") from None
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         with self.open_write(rel) as fh:
