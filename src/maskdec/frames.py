@@ -11,11 +11,11 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Literal, NamedTuple, Optional, Sequence, Union, overload
 
 from .errors import FrameFormatError, MediaNotFoundError
 
-__all__ = ["Frame", "Source", "Mask", "Roi", "RoiMask", "load_frames", "normalise_content_type"]
+__all__ = ["Frame", "Source", "Mask", "Roi", "RoiMask", "load_frames", "LoadedFrames", "normalise_content_type"]
 
 _SOURCE_KEYS = {"id", "uri", "content_type", "width", "height", "timestamp", "masks", "preview", "meta"}
 _MASK_KEYS = {"id", "uri", "content_type", "timestamp", "width", "height"}
@@ -407,15 +407,52 @@ class Frame:
 
 # ----------------------------------------------------------------- files
 
-def _parse_list(items: Iterable[tuple[str, Any]], base_dir: Optional[str]) -> list[Frame]:
-    return [Frame.from_dict(obj, path=where, base_dir=base_dir) for where, obj in items]
+class LoadedFrames(NamedTuple):
+    """What `load_frames(path, errors="collect")` returns: the frames that parsed, in file
+    order, and one FrameFormatError per line (JSONL) or list element (JSON) that did not."""
+
+    frames: list[Frame]
+    errors: list[FrameFormatError]
 
 
-def load_frames(path: Union[str, os.PathLike]) -> list[Frame]:
+def _parse_all(items: Iterable[tuple[str, Any]], base_dir: Optional[str], collect: bool
+               ) -> tuple[list[Frame], list[FrameFormatError]]:
+    frames: list[Frame] = []
+    errors: list[FrameFormatError] = []
+    for where, obj in items:
+        if isinstance(obj, FrameFormatError):  # a JSONL line that is not JSON
+            if not collect:
+                raise obj
+            errors.append(obj)
+            continue
+        try:
+            frames.append(Frame.from_dict(obj, path=where, base_dir=base_dir))
+        except FrameFormatError as exc:
+            if not collect:
+                raise
+            errors.append(exc)
+    return frames, errors
+
+
+@overload
+def load_frames(path: Union[str, os.PathLike], *, errors: Literal["raise"] = "raise") -> list[Frame]: ...
+@overload
+def load_frames(path: Union[str, os.PathLike], *, errors: Literal["collect"]) -> LoadedFrames: ...
+
+
+def load_frames(path: Union[str, os.PathLike], *, errors: Literal["raise", "collect"] = "raise"
+                ) -> Union[list[Frame], LoadedFrames]:
     """Read frames from .json (one object or a list) or .jsonl (one object a line).
 
-    Relative media URIs resolve against the folder of `path`.
+    Relative media URIs resolve against the folder of `path`. errors="raise" (default):
+    the first bad frame raises its FrameFormatError. errors="collect": bad frames (a JSONL
+    line that is not JSON or not a valid frame, a bad element of a JSON list) are skipped
+    and returned as `LoadedFrames(frames, errors)`, each error naming the file and line or
+    list index; a file that cannot be read or is not JSON as a whole still raises.
     """
+    if errors not in ("raise", "collect"):
+        raise FrameFormatError(f"errors must be 'raise' or 'collect', got {errors!r}")
+    collect = errors == "collect"
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")  # a leading BOM is not JSON
@@ -425,20 +462,27 @@ def load_frames(path: Union[str, os.PathLike]) -> list[Frame]:
         raise FrameFormatError(f"cannot read frames file: {exc}", str(p)) from None
     base_dir = str(p.resolve().parent)
     if p.suffix.lower() in (".jsonl", ".ndjson"):
-        items = []
+        items: list[tuple[str, Any]] = []
         for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is valid in JSON
             if not line.strip():
                 continue
             try:
                 items.append((f"{p.name} line {lineno}: $", json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise FrameFormatError(f"invalid JSON: {exc.msg} (column {exc.colno})",
-                                       f"{p.name} line {lineno}") from None
-        return _parse_list(items, base_dir)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FrameFormatError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", p.name) from None
-    if isinstance(data, list):
-        return _parse_list(((f"{p.name}: $[{i}]", obj) for i, obj in enumerate(data)), base_dir)
-    return _parse_list([(f"{p.name}: $", data)], base_dir)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                reason = f"{exc.msg} (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) \
+                    else "nested too deeply"
+                items.append(("", FrameFormatError(f"invalid JSON: {reason}", f"{p.name} line {lineno}")))
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FrameFormatError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                                   p.name) from None
+        except RecursionError:
+            raise FrameFormatError("invalid JSON: nested too deeply", p.name) from None
+        if isinstance(data, list):
+            items = [(f"{p.name}: $[{i}]", obj) for i, obj in enumerate(data)]
+        else:
+            items = [(f"{p.name}: $", data)]
+    frames, bad = _parse_all(items, base_dir, collect)
+    return LoadedFrames(frames, bad) if collect else frames
