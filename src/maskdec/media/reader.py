@@ -28,6 +28,9 @@ LOSSLESS_CODECS = frozenset({
     "gif", "pam", "ppm", "pgm", "pgmyuv", "targa", "magicyuv", "sgi", "qoi",
 })
 _STILL_FORMATS = frozenset({"image2", "image2pipe"})
+#: FFmpeg's err_detect for every decoder: verify checksums, and fail on detected damage
+#: ("explode") rather than hand out error-concealed pixels.
+ERROR_DETECTION = "crccheck+bitstream+buffer+explode"
 
 
 def resolve_threads(threads: Optional[int] = None) -> Optional[int]:
@@ -71,6 +74,9 @@ class MediaReader:
             raise MediaDecodeError(f"{uri}: holds no video or image stream")
         self.stream = self.container.streams.video[0]
         ctx = self.stream.codec_context
+        # Damaged data is an error, not a concealed picture: decoders verify checksums and
+        # stop at the first error they detect (see decode() for frames they flag instead).
+        ctx.options = {**ctx.options, "err_detect": ERROR_DETECTION}
         threads = resolve_threads(threads)
         if threads is None:
             ctx.thread_type = "AUTO"
@@ -138,6 +144,9 @@ class MediaReader:
         """Frames from wherever the demuxer is, in presentation order."""
         try:
             for frame in self.container.decode(self.stream):
+                if frame.is_corrupt:
+                    at = "" if frame.time is None else f" at {frame.time:.3f} s"
+                    raise MediaDecodeError(f"{self.uri}: damaged data{at}: the decoder flagged the frame as corrupt")
                 yield frame
         except av.FFmpegError as exc:
             raise MediaDecodeError(f"{self.uri}: decoding failed: {exc}") from None
