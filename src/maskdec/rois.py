@@ -72,16 +72,13 @@ def roi_index_plan(frame: Frame, decls: dict, labels: LabelTable) -> dict[tuple,
 
 def _mask_index(rois: tuple[RoiRef, ...], decls: Sequence[ColourDecl], labels: LabelTable) -> MaskIndex:
     by_colour = {d.colour: d for d in decls}  # the class each colour has (ROI over dataset level)
-    colours: list[tuple] = []
-    roi_of: list[int] = [0]
+    first_roi: dict[tuple, int] = {}  # colour -> its first ROI's k + 1 (a dict: ROIs may number 65535)
     for ref in rois:
-        if ref.colour not in colours:
-            colours.append(ref.colour)
-            roi_of.append(ref.k + 1)
+        first_roi.setdefault(ref.colour, ref.k + 1)
     for colour in by_colour:
-        if colour not in colours:
-            colours.append(colour)
-            roi_of.append(0)
+        first_roi.setdefault(colour, 0)
+    colours = list(first_roi)
+    roi_of = [0] + list(first_roi.values())
     n = len(colours)
     dtype = np.uint8 if n < 255 else np.uint16
     table = ColourTable(tuple(colours), tuple(range(1, n + 1)), 0, np.dtype(dtype).name)
