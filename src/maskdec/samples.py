@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import cv2
 import numpy as np
 
-from .errors import FrameFormatError, MaskdecError, SizeMismatchError
+from .errors import FrameFormatError, LabelError, MaskdecError, SizeMismatchError
 from .frames import Frame, Mask, Roi, Source, load_frames
 from .labels import ColourDecl, LabelTable, load_mask_labels, mask_declarations
 from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, PixelStats, map_pixels, table_for
@@ -366,6 +366,9 @@ def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, 
     colour_index = None
     counts = np.zeros(3, np.int64) if stats else None  # exact / snapped / unknown, from the same kernel run
     if instances and r.index is not None:  # one kernel run: colour indices, then classes and ROIs
+        if len(r.index.table.colours) > 65535:  # colour indices are 16-bit
+            raise LabelError(f"{r.where}: mask {r.mask_uri} has {len(r.index.table.colours)} distinct ROI "
+                             "colours; per-ROI views (instances=True) hold at most 65535")
         colour_index = map_pixels(pixels, r.index.table, tolerance, counts=counts)
         label_map = r.index.label_map(colour_index) if label_maps else None
     else:
