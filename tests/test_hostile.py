@@ -335,6 +335,16 @@ def test_a_video_named_png_decodes_as_the_video_it_is(media, tmp_path):
     assert shown == [{"f00"}, {"f07"}, {"f29"}]
 
 
+def test_a_video_stream_no_decoder_knows(media, tmp_path):
+    # found by fuzz/fuzz_maskdec.py: PyAV gives such a stream no codec context at all
+    unknown = tmp_path / "unknown_codec.mkv"
+    data = media["ffv1"].read_bytes()
+    assert data.count(b"V_FFV1") == 1
+    unknown.write_bytes(data.replace(b"V_FFV1", b"V_ZZZ1"))
+    result = bounded(SAMPLES, write_frames(tmp_path, [frame(unknown, unknown, 0)]), "{}")
+    assert_raised(result, "MediaDecodeError", str(unknown), "no decoder")
+
+
 # ----------------------------------------------------------------- labels: 16-bit ids, 16-bit colour indices
 
 def many_rois(n: int, *, same_label: bool = False) -> list[dict]:

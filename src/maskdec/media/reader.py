@@ -74,6 +74,9 @@ class MediaReader:
             raise MediaDecodeError(f"{uri}: holds no video or image stream")
         self.stream = self.container.streams.video[0]
         ctx = self.stream.codec_context
+        if ctx is None:  # FFmpeg has no decoder for it
+            self.close()
+            raise MediaDecodeError(f"{uri}: no decoder for its video stream")
         # Damaged data is an error, not a concealed picture: decoders verify checksums and
         # stop at the first error they detect (see decode() for frames they flag instead).
         ctx.options = {**ctx.options, "err_detect": ERROR_DETECTION}
