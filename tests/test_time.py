@@ -4,8 +4,10 @@ grid of black and white blocks. Also: range errors, the bounded reader cache, th
 the frame index and its caches, pickling to worker processes, decoder threads."""
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing
+import weakref
 import os
 import pickle
 import random
@@ -481,6 +483,7 @@ def test_dataset_pickles_and_serves_in_worker_processes(clips):
     random.Random(4).shuffle(order)
     chunks = [order[k::3] for k in range(3)]
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    gc.collect()  # garbage of earlier tests must not be freed in a forked child (FFmpeg's threads stay here)
     with context.Pool(2) as pool:  # the parent's open reader goes along with fork; the child must not use it
         results = pool.starmap(_serve, [(ds, chunk) for chunk in chunks])
     for chunk, (codes, threads, pid) in zip(chunks, results):
@@ -489,6 +492,27 @@ def test_dataset_pickles_and_serves_in_worker_processes(clips):
         assert threads == [1]  # one decoder thread per worker by default
     assert code_of_image(ds[8].image) == clip.codes[8]  # the parent's reader still works
     ds.close()
+
+
+def test_readers_free_their_frames_without_the_garbage_collector(clips):
+    """No reference cycles: a dropped reader (and the frame it keeps for repeats) goes at once,
+    not at some later collection, which in a forked worker could free the parent's FFmpeg state."""
+    clip = clips["bframes-mp4"]
+    gc.disable()
+    try:
+        reader = MediaReader(str(clip.path))
+        list(reader.frames_at(clip.stamps[:5]))
+        assert reader.decoder.decoded >= 5
+        alive = weakref.ref(reader)
+        del reader
+        assert alive() is None
+        ds = maskdec.MaskDataset(_frames(clip), max_open_readers=1)
+        ds[3]
+        alive = weakref.ref(ds.readers.get(str(clip.path)))
+        ds.close()
+        assert alive() is None
+    finally:
+        gc.enable()
 
 
 def test_decoder_threads_parameter(clips):

@@ -23,6 +23,11 @@ from .samples import FramesArg, Sample, SampleRequest, _as_frames, build_sample,
 __all__ = ["MaskDataset", "ReaderCache", "SampleIndexError"]
 
 
+#: Readers a forked process inherited: kept, never closed, since freeing the parent's
+#: FFmpeg objects in a child can wait forever on threads that only exist in the parent.
+_INHERITED: list[MediaReader] = []
+
+
 class SampleIndexError(MaskdecError, IndexError):
     """A sample index outside the dataset."""
 
@@ -48,7 +53,8 @@ class ReaderCache:
     def get(self, uri: str) -> MediaReader:
         """The open reader of `uri`, opening it (and closing the least recently used) if needed."""
         if self._pid != os.getpid():  # forked: the parent's readers share its file offsets
-            self._readers.clear()
+            _INHERITED.extend(self._readers.values())  # never used nor freed here (see _INHERITED)
+            self._readers = OrderedDict()
             self._pid = os.getpid()
         reader = self._readers.get(uri)
         if reader is not None:

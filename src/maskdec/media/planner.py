@@ -8,6 +8,7 @@ A decoder keeps its place between batches, so sequential access does not seek.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Union
 
@@ -58,7 +59,9 @@ class Decoder:
     """
 
     def __init__(self, reader: "MediaReader", index: FrameIndex, *, fresh: bool) -> None:
-        self.reader = reader
+        # A proxy: no reference cycle, so a closed or dropped reader frees its frames at once
+        # (frames freed later by the garbage collector can hang a forked child inside FFmpeg).
+        self.reader = weakref.proxy(reader)
         self.index = index
         self._frames: Optional[Iterator[av.VideoFrame]] = None
         self._at: Optional[int] = 0 if fresh else None  # the position presented next
@@ -80,6 +83,12 @@ class Decoder:
             if p in seek_at:
                 self._seek(seek_at[p])
             yield p, self._forward_to(p)
+
+    def release(self) -> None:
+        """Drop the decoding state and the frame kept for repeats."""
+        self._frames = None
+        self._last = None
+        self._at = None
 
     def _seek(self, gop: int) -> None:
         self.reader.seek(self.index.key_pts[gop])

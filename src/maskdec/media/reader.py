@@ -100,6 +100,10 @@ class MediaReader:
             self._file = None
 
     def close(self) -> None:
+        if getattr(self, "_decoder", None) is not None:
+            self._decoder.release()
+            self._decoder = None
+        self._still = None
         container = getattr(self, "container", None)
         if container is not None:
             container.close()
@@ -145,14 +149,7 @@ class MediaReader:
 
     def decode(self) -> Iterator[av.VideoFrame]:
         """Frames from wherever the demuxer is, in presentation order."""
-        try:
-            for frame in self.container.decode(self.stream):
-                if frame.is_corrupt:
-                    at = "" if frame.time is None else f" at {frame.time:.3f} s"
-                    raise MediaDecodeError(f"{self.uri}: damaged data{at}: the decoder flagged the frame as corrupt")
-                yield frame
-        except av.FFmpegError as exc:
-            raise MediaDecodeError(f"{self.uri}: decoding failed: {exc}") from None
+        return _decode(self.container, self.stream, self.uri)  # holds no reference to the reader
 
     def frames_at(self, timestamps: Sequence[int], unit: TimestampUnit = "ms"
                   ) -> Iterator[tuple[int, Union[av.VideoFrame, TimestampRangeError]]]:
@@ -186,6 +183,17 @@ class MediaReader:
             while position != where:
                 position, frame = next(frames)
             yield ts, frame
+
+
+def _decode(container, stream, uri: str) -> Iterator[av.VideoFrame]:
+    try:
+        for frame in container.decode(stream):
+            if frame.is_corrupt:
+                at = "" if frame.time is None else f" at {frame.time:.3f} s"
+                raise MediaDecodeError(f"{uri}: damaged data{at}: the decoder flagged the frame as corrupt")
+            yield frame
+    except av.FFmpegError as exc:
+        raise MediaDecodeError(f"{uri}: decoding failed: {exc}") from None
 
 
 _GRAY8 = frozenset({"gray", "gray8", "ya8", "monob", "monow"})
