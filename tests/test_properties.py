@@ -88,8 +88,8 @@ def _round_trips(frame: Frame) -> None:
     again = Frame.from_dict(frame.to_dict())
     assert again == frame
     assert again.to_dict() == frame.to_dict()
-    through_text = Frame.from_dict(json.loads(json.dumps(frame.to_dict())))
-    assert through_text == frame
+    text = json.dumps(frame.to_dict(), sort_keys=True)  # as text: NaN in free metadata is not equal to itself
+    assert json.dumps(Frame.from_dict(json.loads(text)).to_dict(), sort_keys=True) == text
 
 
 @SETTINGS
