@@ -490,12 +490,12 @@ def remote_env(scheme: str, port: int) -> tuple[str, dict]:
         s3 = pytest.importorskip("s3fs")
         assert s3
         config = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing",
-                  "config_kwargs": {"connect_timeout": 1, "read_timeout": 0.5, "retries": {"max_attempts": 1}}}
+                  "config_kwargs": {"connect_timeout": 1, "read_timeout": 0.2, "retries": {"max_attempts": 1}}}
         return "s3://bucket/data/mask.mp4", {
             "FSSPEC_S3": json.dumps(config), "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
     pytest.importorskip("aiohttp")
-    return f"http://127.0.0.1:{port}/data/mask.mp4", {"FSSPEC_HTTP": json.dumps({"timeout": 1})}
+    return f"http://127.0.0.1:{port}/data/mask.mp4", {"FSSPEC_HTTP": json.dumps({"timeout": 0.5})}
 
 
 OPEN = """
