@@ -15,6 +15,7 @@ from typing import Iterator, Literal, Optional, Sequence, Union
 import av
 import numpy as np
 
+from .. import forksafe  # noqa: F401  (forked children never free inherited FFmpeg objects)
 from ..errors import MediaDecodeError, TimestampRangeError
 from .index import FrameIndex, build_index, cached_index, store_index
 from .planner import Decoder
