@@ -13,21 +13,20 @@ are the parallelism.
 
 Fork safety: FFmpeg objects (decoders, scalers) made in a parent wait on threads that a
 forked child does not have, so freeing them in the child can hang it. A forked child
-therefore never frees what it inherited: importing this module makes every fork hand the
-child its objects frozen (`gc.freeze`, outside the collector's reach; the parent unfreezes
-at once), and a worker sets aside, unfreed, the readers its parent had open.
+therefore never frees what it inherited: every fork hands the child its objects frozen
+(maskdec.forksafe), and reader caches keep, unused, the readers a parent had open.
 
 `import maskdec` never imports this module (nor torch).
 """
 from __future__ import annotations
 
 import functools
-import gc
 import os
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from . import forksafe  # noqa: F401  (forked children never free inherited FFmpeg objects)
 from .dataset import MaskDataset as CoreDataset
 from .errors import MaskdecError, MissingExtraError
 from .labels import LabelTable
@@ -51,40 +50,10 @@ _LABEL_DTYPES = {torch.int64: np.int64, torch.uint8: np.uint8}
 
 # ------------------------------------------------------------------ processes
 
-_froze = False
-
-
-def _before_fork() -> None:
-    """Just before a fork, in the parent: freeze every object, so that the child's garbage
-    collector never frees the parent's leftovers (the parent unfreezes right after). When the
-    caller froze objects already, collect the garbage here instead, where freeing is safe."""
-    global _froze
-    _froze = gc.get_freeze_count() == 0
-    if _froze:
-        gc.freeze()
-    else:
-        gc.collect()
-
-
-def _after_fork_in_parent() -> None:
-    if _froze:
-        gc.unfreeze()
-
-
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=gc.freeze)
-
-_INHERITED: list[Any] = []  # reader caches a forked child inherited: kept, never freed there
-
-
-def _worker_setup(ds: Optional[CoreDataset] = None) -> None:
-    """In a DataLoader worker the mapping kernel runs on one thread (decoders already default
-    to one). In a forked child, readers the parent had open are set aside instead of freed."""
+def _worker_setup() -> None:
+    """In a DataLoader worker the mapping kernel runs on one thread (decoders already default to one)."""
     if get_worker_info() is not None:
         os.environ["MASKDEC_KERNEL_THREADS"] = "1"
-    cache = None if ds is None else ds._readers
-    if cache is not None and cache._pid != os.getpid():
-        _INHERITED.append(cache)
-        ds._readers = None
 
 
 # ------------------------------------------------------------------ items
@@ -155,7 +124,7 @@ class MaskDataset(Dataset):
         return self.__getitems__([i])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        _worker_setup(self.dataset)
+        _worker_setup()
         return [_item(s, self.label_dtype, self.transform) for s in self.dataset.__getitems__(list(indices))]
 
     def close(self) -> None:
