@@ -125,6 +125,10 @@ cdef inline uint32_t _coarse(uint32_t key) noexcept nogil:
     return ((key >> 18) << 12) | (((key >> 10) & 63) << 6) | ((key >> 2) & 63)
 
 
+cdef inline bint _near(uint32_t a, uint32_t b) noexcept nogil:
+    return (a - b if a > b else b - a) <= 2
+
+
 cdef inline label_t _repair(const uint8_t* u, const uint8_t* v, Py_ssize_t row_u, Py_ssize_t row_v,
                             Py_ssize_t col_u, Py_ssize_t col_v, Py_ssize_t ch, Py_ssize_t cw, Py_ssize_t i,
                             Py_ssize_t j, int shift_x, int shift_y, uint32_t luma, const label_t* clean,
@@ -140,8 +144,13 @@ cdef inline label_t _repair(const uint8_t* u, const uint8_t* v, Py_ssize_t row_u
         cn = c - 1 if (j & 1) == 0 else c + 1
         if cn < 0 or cn >= cw:
             cn = c
-    cdef uint32_t best = (((<uint32_t>u[k * row_u + c * col_u] << 8) | v[k * row_v + c * col_v]) << 8) | luma
+    cdef uint32_t own_u = u[k * row_u + c * col_u], own_v = v[k * row_v + c * col_v]
+    cdef uint32_t best = (((own_u << 8) | own_v) << 8) | luma
     cdef uint32_t cand
+    # flat chroma around the pixel: nothing to repair (an undeclared region, not an edge)
+    if (_near(u[k * row_u + cn * col_u], own_u) and _near(v[k * row_v + cn * col_v], own_v)
+            and _near(u[kn * row_u + c * col_u], own_u) and _near(v[kn * row_v + c * col_v], own_v)):
+        return clean[best]
     cdef uint8_t best_d = coarse[_coarse(best)], d
     cand = (((<uint32_t>u[k * row_u + cn * col_u] << 8) | v[k * row_v + cn * col_v]) << 8) | luma
     d = coarse[_coarse(cand)]
