@@ -113,6 +113,15 @@ def _colour(value: Any, path: str) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _present(obj: Any, out: dict, keys: Iterable[str]) -> dict:
+    """Add to `out` the attributes of `obj` named in `keys` that are not None."""
+    for key in keys:
+        value = getattr(obj, key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def _extra(d: dict, known: set) -> dict:
     return {k: v for k, v in d.items() if k not in known}
 
@@ -149,10 +158,7 @@ class Mask:
         )
 
     def to_dict(self) -> dict:
-        out: dict = {"id": self.id, "uri": self.uri}
-        for key in ("content_type", "timestamp", "width", "height"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
+        out = _present(self, {"id": self.id, "uri": self.uri}, ("content_type", "timestamp", "width", "height"))
         out.update(self.extra)
         return out
 
@@ -212,15 +218,10 @@ class Source:
         )
 
     def to_dict(self) -> dict:
-        out: dict = {"id": self.id, "uri": self.uri}
-        for key in ("content_type", "timestamp", "width", "height"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
+        out = _present(self, {"id": self.id, "uri": self.uri}, ("content_type", "timestamp", "width", "height"))
         if self.masks:
             out["masks"] = [m.to_dict() for m in self.masks]
-        for key in ("preview", "meta"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
+        _present(self, out, ("preview", "meta"))
         out.update(self.extra)
         return out
 
@@ -282,9 +283,7 @@ class Roi:
             out["sources"] = list(self.sources)
         if self.mask is not None:
             out["mask"] = {"id": self.mask.id, "value": list(self.mask.value)}
-        for key in ("id", "confidence", "meta"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
+        _present(self, out, ("id", "confidence", "meta"))
         out.update(self.extra)
         return out
 
@@ -345,9 +344,7 @@ class Frame:
     def to_dict(self) -> dict:
         """The frame as a JSON-ready dict; `Frame.from_dict(f.to_dict()) == f`."""
         out: dict = {}
-        for key in ("id", "timestamp", "context_id", "meta"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
+        _present(self, out, ("id", "timestamp", "context_id", "meta"))
         out["sources"] = [s.to_dict() for s in self.sources]
         if self.rois:
             out["rois"] = [r.to_dict() for r in self.rois]
