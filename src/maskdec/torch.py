@@ -93,7 +93,22 @@ def _core(frames: Union[FramesArg, CoreDataset], options: Mapping[str, Any]) -> 
 
 # ------------------------------------------------------------------ map-style
 
-class MaskDataset(Dataset):
+class _LabelsOf:
+    """The label table and the matching collate of a dataset wrapping a core MaskDataset."""
+
+    dataset: CoreDataset
+
+    @property
+    def labels(self) -> LabelTable:
+        return self.dataset.labels
+
+    @property
+    def collate(self) -> Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]]:
+        """`collate` padding label maps with this dataset's ignore index (picklable)."""
+        return functools.partial(collate, ignore_index=self.labels.ignore_index)
+
+
+class MaskDataset(_LabelsOf, Dataset):
     """Map-style dataset: item i is sample i of `maskdec.MaskDataset(frames, **options)` (the
     order of `iter_samples`) as tensors. `frames` may also be a `maskdec.MaskDataset`.
 
@@ -107,15 +122,6 @@ class MaskDataset(Dataset):
         self.dataset = _core(frames, options)
         self.transform = transform
         self.label_dtype = _check_label_dtype(label_dtype, self.dataset.labels)
-
-    @property
-    def labels(self) -> LabelTable:
-        return self.dataset.labels
-
-    @property
-    def collate(self) -> Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]]:
-        """`collate` padding label maps with this dataset's ignore index (picklable)."""
-        return functools.partial(collate, ignore_index=self.labels.ignore_index)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -178,7 +184,7 @@ def _distributed() -> Optional[tuple[int, int]]:
     return None
 
 
-class MaskIterableDataset(IterableDataset):
+class MaskIterableDataset(_LabelsOf, IterableDataset):
     """Streams samples in input order, one forward decode per file (as `iter_samples`),
     sharded so that each sample comes out exactly once: whole files (see `file_units`)
     are dealt to ranks, then each rank's files to its DataLoader workers, balanced by
@@ -202,15 +208,6 @@ class MaskIterableDataset(IterableDataset):
         self.label_dtype = _check_label_dtype(label_dtype, self.dataset.labels)
         self._share = None if rank is None else (rank, world_size)
         self.units = file_units(self.dataset.requests)
-
-    @property
-    def labels(self) -> LabelTable:
-        return self.dataset.labels
-
-    @property
-    def collate(self) -> Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]]:
-        """`collate` padding label maps with this dataset's ignore index (picklable)."""
-        return functools.partial(collate, ignore_index=self.labels.ignore_index)
 
     def rank_and_world(self) -> tuple[int, int]:
         return self._share or _distributed() or (0, 1)
