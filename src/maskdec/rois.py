@@ -129,9 +129,12 @@ def roi_samples_of(sample) -> list[RoiSample]:
     boxes[:, 1], boxes[:, 2] = index.shape[1], index.shape[0]
     kernels.split_instances(index, sample.index.roi_of_index, planes, boxes)
     masks = planes.view(bool)
+    first_of: dict[tuple, int] = {}  # colour -> the first ROI with it (the one the planes hold)
+    for ref in rois:
+        first_of.setdefault(ref.colour, ref.k)
     out = []
     for ref in rois:
-        first = next(r.k for r in rois if r.colour == ref.colour)
+        first = first_of[ref.colour]
         area, x0, y0, x1, y1 = (int(v) for v in boxes[first])
         out.append(RoiSample(image=sample.image, mask=masks[first], roi=ref.roi, ref=ref,
                              frame_index=sample.frame_index, source_id=sample.source_id, mask_id=sample.mask_id,
