@@ -60,9 +60,13 @@ def example(directory: str, n_frames: int, width: int, height: int) -> None:
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local process pool, or Ray ([ray] extra).")
 @click.option("--ray-address", default=None, help="Address of a running Ray cluster (default: start a local one).")
+@click.option("--per-roi", is_flag=True,
+              help="Also one mask per ROI (0/255 PNG; npz: a roi_masks array), listed in the manifest with "
+                   "box, area and labels.")
 def export(frames: Optional[str], out_dir: str, use_example: bool, labels_file: Optional[str],
            mask_labels_file: Optional[str], tolerance: Optional[float], no_images: bool, fmt: str,
-           shard_size: int, workers: Optional[int], resume: bool, backend: str, ray_address: Optional[str]) -> None:
+           shard_size: int, workers: Optional[int], resume: bool, backend: str, ray_address: Optional[str],
+           per_roi: bool) -> None:
     """Export label maps of every sample in FRAMES (or of --example) to --out.
 
     Exits 1 when a sample failed (see failures.jsonl), 2 on an error that stops the export.
@@ -91,7 +95,8 @@ def export(frames: Optional[str], out_dir: str, use_example: bool, labels_file: 
             summary = run_export(frames, out_dir, labels=_load_json(labels_file), mask_labels=mask_labels_file,
                                  tolerance=tolerance, images=not no_images, format=fmt, shard_size=shard_size,
                                  workers=workers, resume=resume, backend=backend, ray_address=ray_address,
-                                 start=start, progress=lambda n: bar.update(n) if bar is not None else None)
+                                 per_roi=per_roi, start=start,
+                                 progress=lambda n: bar.update(n) if bar is not None else None)
         except MaskdecError as exc:
             click.echo(f"maskdec: error: {exc}", err=True)
             sys.exit(2)

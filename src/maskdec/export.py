@@ -7,6 +7,7 @@ Layout of the output (a folder, or a URL such as s3://bucket/prefix):
   manifest.jsonl     one line per exported sample, in input order
   failures.jsonl     one line per failed sample: frame index, URI, error
   label_maps/ images/ (png), samples/ (npz) or shards/ (webdataset)
+  roi_masks/         with per_roi and png: one 0/255 mask per ROI
 
 The frames are planned once here, so the label table is global; the samples
 go to workers in units that each own their media files (see export_work).
@@ -38,7 +39,9 @@ FAILURES = "failures.jsonl"
 SETTINGS = "export.json"
 #: Everything an export writes; --overwrite removes exactly these.
 OUTPUTS = ("labels.json", "dataset_meta.json", SETTINGS, MANIFEST, f"{MANIFEST}.parts", FAILURES,
-           "label_maps", "images", "samples", "shards")
+           "label_maps", "images", "samples", "shards", "roi_masks")
+#: What a setting was before export.json recorded it (so older outputs still resume).
+SETTING_DEFAULTS = {"per_roi": False}
 
 
 @dataclass
@@ -65,13 +68,17 @@ def _sample_id(frame_index: int, source_id: str, mask_id: str) -> str:
     return json.dumps([frame_index, source_id, mask_id])
 
 
-def _fingerprint(requests: Sequence[SampleRequest], table: LabelTable) -> str:
-    """A digest of what the plan asks for (files as written in the frames, timestamps, colours)."""
+def _fingerprint(requests: Sequence[SampleRequest], table: LabelTable, per_roi: bool = False) -> str:
+    """A digest of what the plan asks for (files as written in the frames, timestamps, colours;
+    with per_roi also each mask's ROIs, whose ids and labels the manifest lists)."""
     digest = hashlib.sha256(repr((sorted(table.ids.items()), table.ignore_index)).encode())
     for r in requests:
         colours = None if r.table is None else (r.table.colours, r.table.ids)
         digest.update(repr((r.frame_index, r.source.id, r.mask.id, r.source.uri, r.mask.uri, r.image_ts, r.mask_ts,
                             colours, None if r.error is None else str(r.error))).encode())
+        if per_roi and r.index is not None:
+            digest.update(repr([(ref.roi.id, ref.roi.labels, ref.roi.confidence, ref.colour, ref.label_id)
+                                for ref in r.index.rois]).encode())
     return digest.hexdigest()
 
 
@@ -103,7 +110,7 @@ def _check_settings(store: OutputStore, settings: dict) -> None:
         before = json.loads(text)
     except ValueError:
         return
-    changed = sorted(k for k in settings if before.get(k) != settings[k])
+    changed = sorted(k for k in settings if before.get(k, SETTING_DEFAULTS.get(k)) != settings[k])
     if changed:
         raise MaskdecError(f"{store.url} holds an export made with other settings ({', '.join(changed)} "
                            f"differ); give --overwrite to start it afresh, or another --out")
@@ -134,6 +141,7 @@ def export(
     ray_address: Optional[str] = None,
     resume: bool = True,
     shard_size: int = 500,
+    per_roi: bool = False,
     progress: Optional[Callable[[int], None]] = None,
     start: Optional[Callable[[int], None]] = None,
 ) -> ExportSummary:
@@ -145,6 +153,11 @@ def export(
     backend: "local" or "ray" (`ray_address` joins a running cluster; default: a running
         ray.init(), else a new local instance).
     resume: skip samples the manifest lists as finished (False: remove earlier outputs first).
+    per_roi: also write each ROI's own mask (uint8 0/255; all 0 when the ROI has no pixels):
+        png `roi_masks/<key>_roi<k>[_<id>].png`, npz a `roi_masks` (N, H, W) bool array,
+        webdataset `<key>.roi<k>.png`; the manifest entry's `rois` lists every ROI of the
+        sample with `k`, `mask`, `roi_id`, `labels`, `label`, `label_id`, `box`, `area`
+        (and `confidence` when given).
     start(n) is called once with the number of samples to do, progress(k) as k more finish.
     Failures are recorded in failures.jsonl and the summary, not raised.
     """
@@ -157,7 +170,8 @@ def export(
                                    ignore_index=ignore_index)
     settings = {"format": format, "images": images, "tolerance": tolerance,
                 "shard_size": shard_size if format == "webdataset" else None, "labels": table.to_dict(),
-                "ignore_index": table.ignore_index, "plan": _fingerprint(requests, table)}
+                "ignore_index": table.ignore_index, "per_roi": per_roi,
+                "plan": _fingerprint(requests, table, per_roi)}
     store.prepare()
     if not resume:
         for name in OUTPUTS:
@@ -180,7 +194,7 @@ def export(
         start(len(redo))
     if workers is None and backend == "local":
         workers = worker_threads()
-    job = ExportJob(store=store, table=table, fmt=format, images=images, tolerance=tolerance)
+    job = ExportJob(store=store, table=table, fmt=format, images=images, tolerance=tolerance, per_roi=per_roi)
     records = run_units(units, job, backend=backend, workers=workers or 0, ray_address=ray_address)
     _collect(records, store, done, failures, progress)
     store.compact_journal(MANIFEST, _manifest_text(done))

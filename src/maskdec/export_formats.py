@@ -6,6 +6,12 @@
 - webdataset: tar shards `shards/<n>.tar` holding `<key>.label.png`,
   `<key>.image.png` and `<key>.json` per sample, each shard written whole.
 
+With per_roi, every ROI of `sample.rois` also gets its mask (0 background,
+255 its pixels; all 0 for an empty ROI, so every listed mask exists): png
+`roi_masks/<key>_roi<k>[_<id>].png`, npz a `roi_masks` (N, H, W) bool array,
+webdataset `<key>.roi<k>.png` members; the entry's `rois` lists them with
+box, area and labels (see roi_entry).
+
 Every file's bytes depend only on its content (no timestamps inside zip or
 tar members), so a resumed export writes exactly what an uninterrupted one does.
 """
@@ -26,10 +32,11 @@ import numpy as np
 from .errors import MaskdecError
 from .export_store import OutputStore
 from .labels import LabelTable
+from .rois import RoiSample, roi_samples_of
 from .samples import Sample, SampleRequest
 
 __all__ = ["FORMATS", "ExportFormat", "sample_key", "image_key", "make_writer", "dataset_meta",
-           "dataset_meta_json", "entry_files", "encode_png", "npz_bytes"]
+           "dataset_meta_json", "entry_files", "encode_png", "npz_bytes", "roi_views", "roi_entry"]
 
 ExportFormat = Literal["png", "npz", "webdataset"]
 FORMATS: tuple[str, ...] = ("png", "npz", "webdataset")
@@ -53,6 +60,34 @@ def sample_key(frame_index: int, source_id: str, mask_id: str) -> str:
 def image_key(frame_index: int, source_id: str) -> str:
     """The name stem of one source image (shared by all its masks' samples)."""
     return f"{frame_index:06d}_{_safe(source_id)}"
+
+
+def roi_views(sample: Sample) -> list[RoiSample]:
+    """Every ROI of `sample.rois` with its mask, box and area, from one pass over the
+    colour indices (the sample must be made with instances=True)."""
+    return roi_samples_of(sample) if sample.rois else []
+
+
+def roi_name(view: RoiSample, *, with_id: bool) -> str:
+    """`roi<k>` (k: the ROI's position in sample.rois), with `_<id>` (file-safe) on request."""
+    name = f"roi{view.ref.k:03d}"
+    return f"{name}_{_safe(view.roi.id)}" if with_id and view.roi.id is not None else name
+
+
+def roi_png(view: RoiSample) -> bytes:
+    """The ROI's mask as a single-channel 8-bit PNG: 255 its pixels, 0 the rest."""
+    return encode_png(view.mask.view(np.uint8) * np.uint8(255))
+
+
+def roi_entry(view: RoiSample, mask: str) -> dict:
+    """The manifest record of one ROI: where its mask is, which ROI it is, its box
+    [x0, y0, x1, y1] (exclusive ends; null when empty) and area in pixels."""
+    roi = view.roi
+    entry = {"k": view.ref.k, "mask": mask, "roi_id": roi.id, "labels": list(roi.labels), "label": view.ref.name,
+             "label_id": view.ref.label_id, "box": None if view.box is None else list(view.box), "area": view.area}
+    if roi.confidence is not None:
+        entry["confidence"] = roi.confidence
+    return entry
 
 
 def encode_png(array: np.ndarray, *, rgb: bool = False) -> bytes:
@@ -93,9 +128,10 @@ def _meta(sample: Sample) -> dict:
 class _FileWriter:
     """png and npz: one file per sample (png: plus one per source image), written at once."""
 
-    def __init__(self, store: OutputStore, fmt: str) -> None:
+    def __init__(self, store: OutputStore, fmt: str, per_roi: bool = False) -> None:
         self.store = store
         self.fmt = fmt
+        self.per_roi = per_roi
         self._images_written: set[str] = set()
 
     @contextlib.contextmanager
@@ -104,29 +140,43 @@ class _FileWriter:
 
     def add(self, sample: Sample) -> dict:
         key = sample_key(sample.frame_index, sample.source_id, sample.mask_id)
+        views = roi_views(sample) if self.per_roi else None
         if self.fmt == "npz":
             rel = f"samples/{key}.npz"
             arrays = {"label_map": sample.label_map}
             if sample.image is not None:
                 arrays["image"] = sample.image
+            if views is not None:
+                arrays["roi_masks"] = np.array([v.mask for v in views], bool).reshape((-1,) + sample.label_map.shape)
             self.store.write_bytes(rel, npz_bytes(arrays))
-            return {"label_map": rel, "image": rel if sample.image is not None else None}
+            files = {"label_map": rel, "image": rel if sample.image is not None else None}
+            if views is not None:
+                files["rois"] = [roi_entry(v, rel) for v in views]
+            return files
         label_rel = f"label_maps/{key}.png"
         self.store.write_bytes(label_rel, encode_png(sample.label_map))
+        rois = None
+        if views is not None:
+            rois = [roi_entry(v, f"roi_masks/{key}_{roi_name(v, with_id=True)}.png") for v in views]
+            for view, record in zip(views, rois):
+                self.store.write_bytes(record["mask"], roi_png(view))
         image_rel = None
         if sample.image is not None:
             image_rel = f"images/{image_key(sample.frame_index, sample.source_id)}.png"
             if image_rel not in self._images_written:  # masks of one source share its image
                 self.store.write_bytes(image_rel, encode_png(sample.image, rgb=True))
                 self._images_written.add(image_rel)
-        return {"label_map": label_rel, "image": image_rel}
+        files = {"label_map": label_rel, "image": image_rel}
+        if rois is not None:
+            files["rois"] = rois
+        return files
 
 
 class _Shard:
     """One open WebDataset shard: members are added as samples come, the shard lands whole on exit."""
 
-    def __init__(self, store: OutputStore, rel: str, stack: contextlib.ExitStack) -> None:
-        self.store, self.rel, self._stack = store, rel, stack
+    def __init__(self, store: OutputStore, rel: str, stack: contextlib.ExitStack, per_roi: bool = False) -> None:
+        self.store, self.rel, self._stack, self.per_roi = store, rel, stack, per_roi
         self._tar: Optional[tarfile.TarFile] = None
 
     def add(self, sample: Sample) -> dict:
@@ -139,29 +189,38 @@ class _Shard:
         if sample.image is not None:
             image = f"{key}.image.png"
             _tar_add(self._tar, image, encode_png(sample.image, rgb=True))
-        _tar_add(self._tar, f"{key}.json", (json.dumps(_meta(sample), sort_keys=True) + "\n").encode("utf-8"))
-        return {"shard": self.rel, "label_map": f"{key}.label.png", "image": image}
+        meta = _meta(sample)
+        files = {"shard": self.rel, "label_map": f"{key}.label.png", "image": image}
+        if self.per_roi:
+            views = roi_views(sample)
+            files["rois"] = meta["rois"] = [roi_entry(v, f"{key}.{roi_name(v, with_id=False)}.png") for v in views]
+            for view, record in zip(views, files["rois"]):
+                _tar_add(self._tar, record["mask"], roi_png(view))
+        _tar_add(self._tar, f"{key}.json", (json.dumps(meta, sort_keys=True) + "\n").encode("utf-8"))
+        return files
 
 
 class _ShardWriter:
-    def __init__(self, store: OutputStore) -> None:
+    def __init__(self, store: OutputStore, per_roi: bool = False) -> None:
         self.store = store
+        self.per_roi = per_roi
 
     @contextlib.contextmanager
     def group(self, name: Optional[str]) -> Iterator[_Shard]:
         if name is None:
             raise MaskdecError("a webdataset group needs a shard name")
         with contextlib.ExitStack() as stack:
-            yield _Shard(self.store, name, stack)
+            yield _Shard(self.store, name, stack, self.per_roi)
 
 
-def make_writer(store: OutputStore, fmt: str):
+def make_writer(store: OutputStore, fmt: str, per_roi: bool = False):
     """The writer of `fmt`: `with writer.group(name) as g: entry = g.add(sample)`;
-    a group's files are complete when its block ends."""
+    a group's files are complete when its block ends. per_roi: also each ROI's mask
+    (samples made with instances=True), listed under the entry's `rois`."""
     if fmt == "webdataset":
-        return _ShardWriter(store)
+        return _ShardWriter(store, per_roi)
     if fmt in ("png", "npz"):
-        return _FileWriter(store, fmt)
+        return _FileWriter(store, fmt, per_roi)
     raise MaskdecError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -169,7 +228,8 @@ def entry_files(entry: dict) -> list[str]:
     """The output files a manifest entry relies on (paths relative to the output)."""
     if "shard" in entry:
         return [entry["shard"]]
-    return sorted({p for p in (entry.get("label_map"), entry.get("image")) if p})
+    rois = [r["mask"] for r in entry.get("rois", ())]
+    return sorted({p for p in (entry.get("label_map"), entry.get("image"), *rois) if p})
 
 
 def dataset_meta(table: LabelTable, requests: Sequence[SampleRequest]) -> dict:

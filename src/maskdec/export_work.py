@@ -33,6 +33,7 @@ class ExportJob:
     images: bool
     tolerance: Optional[float]
     threads: Optional[int] = None  # FFmpeg decoding threads (None: FFmpeg's choice)
+    per_roi: bool = False  # also one mask per ROI (samples made with instances=True)
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,8 @@ def run_unit(unit: WorkUnit, job: ExportJob) -> Iterator[dict]:
     `{"position", "failure"}` per failed one, each after its group has landed."""
     iterator = SampleIterator(job.table, list(unit.requests), tolerance=job.tolerance, images=job.images,
                               strict_sizes=False, timestamp_unit="ms", threads=job.threads, raise_errors=False,
-                              stats=True)
-    writer = make_writer(job.store, job.fmt)
+                              stats=True, instances=job.per_roi)
+    writer = make_writer(job.store, job.fmt, job.per_roi)
     results = iter(iterator)
     try:
         for group in unit.groups:
