@@ -8,10 +8,17 @@ checks that every way below returns the same frames, then prints in one run:
     and its ratio to naive (goal: >= 5x);
   - MaskDataset.__getitems__ on the 64 (label maps/s), MaskDataset[i] one by one in
     shuffled order (label maps/s), MaskDataset[i] in order (label maps/s);
-  - the one-time frame index build, and peak RSS of the process.
+  - the one-time frame index build, and peak RSS of the process;
+  - a long run: one MaskDataset serving --segments equal segments of random accesses
+    (batches through __getitems__ and single ds[i], the label maps dropped as a training
+    loop drops them), the current RSS (/proc/self/statm) sampled after every access. A first
+    warm-up segment fills caches and pools; then the peak RSS of the first measured segment
+    is compared with the last one's: "flat" when the growth is within FLAT_MIB or FLAT_SHARE
+    of the first, whichever is larger, else "growing".
 Ratios are what to read: this machine is shared and noisy.
 
-    python benchmarks/bench_random_access.py [--frames 300] [--json benchmarks/results/random_access.json]
+    python benchmarks/bench_random_access.py [--frames 300] [--segments 6] [--per-segment 256]
+                                             [--json benchmarks/results/random_access.json]
 """
 from __future__ import annotations
 
@@ -36,6 +43,9 @@ from maskdec.media.reader import MediaReader
 from maskdec.media.writer import write_video
 
 W, H, FPS, KEYINT, BATCH = 1920, 1080, 30, 250, 64
+#: The long run is "flat" when the last segment's peak RSS exceeds the first measured
+#: segment's by at most FLAT_MIB MiB or FLAT_SHARE of it, whichever is larger.
+FLAT_MIB, FLAT_SHARE = 10.0, 0.05
 
 
 def best_of(fn, repeat: int):
@@ -49,6 +59,56 @@ def best_of(fn, repeat: int):
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+_PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def rss_mib() -> float:
+    """The process's resident set size now (not its peak so far), from /proc/self/statm."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE_MIB
+
+
+def long_run(frames: list[dict], n_frames: int, segments: int, per_segment: int, seed: int) -> dict:
+    """One dataset, `segments` + 1 equal segments (the first a warm-up) of random accesses:
+    7/8 of each in __getitems__ batches of 32, 1/8 one by one; the peak of the current RSS,
+    sampled after every access, per segment."""
+    rng = random.Random(seed)
+    singles = per_segment // 8
+    batches = (per_segment - singles) // 32
+    peaks, ends, samples = [], [], 0
+    t0 = time.perf_counter()
+    with maskdec.MaskDataset(frames, images=False) as ds:
+        for _ in range(segments + 1):
+            peak = rss_mib()
+            for _ in range(batches):
+                batch = ds.__getitems__(rng.choices(range(n_frames), k=32))
+                samples += len(batch)
+                peak = max(peak, rss_mib())
+                del batch
+            for _ in range(singles):
+                sample = ds[rng.randrange(n_frames)]
+                samples += 1
+                peak = max(peak, rss_mib())
+                del sample
+            peaks.append(peak)
+            ends.append(rss_mib())
+    seconds = time.perf_counter() - t0
+    first, last = peaks[1], peaks[-1]
+    growth = last - first
+    bound = max(FLAT_MIB, FLAT_SHARE * first)
+    return {
+        "segments": segments, "accesses_per_segment": batches * 32 + singles,
+        "warm_up_segment_peak_rss_mib": round(peaks[0], 1),
+        "segment_peak_rss_mib": [round(p, 1) for p in peaks[1:]],
+        "segment_end_rss_mib": [round(e, 1) for e in ends[1:]],
+        "first_segment_peak_rss_mib": round(first, 1), "last_segment_peak_rss_mib": round(last, 1),
+        "growth_mib": round(growth, 1), "growth_percent": round(100 * growth / first, 2),
+        "flat_bound_mib": round(bound, 1),
+        "verdict": "flat" if growth <= bound else "growing",
+        "samples": samples, "seconds": round(seconds, 1),
+    }
 
 
 def digest(frame: av.VideoFrame) -> tuple[int, str]:
@@ -82,6 +142,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=2, help="best of N runs per measure")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--segments", type=int, default=6, help="measured segments of the long run (after a warm-up)")
+    ap.add_argument("--per-segment", type=int, default=256, help="random accesses per segment of the long run")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "random_access.json")
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -145,6 +207,7 @@ def main() -> None:
         batch_s, _ = best_of(dataset_batch, args.repeat)
         shuffled_s, _ = best_of(dataset_shuffled, args.repeat)
         sequential_s, _ = best_of(dataset_sequential, 1)
+        rss = long_run(frames, args.frames, args.segments, args.per_segment, args.seed)
 
     rows = {
         "naive seek + decode per request (PyAV), frames/s": BATCH / naive_s,
@@ -165,6 +228,7 @@ def main() -> None:
         "index_build_ms": round(index_ms, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "peak_rss_mib_before_timing": round(rss_before, 1),
+        "long_run_rss": rss,
     }
     for k, v in rows.items():
         print(f"{k:60s} {v:9.1f}")
@@ -172,6 +236,13 @@ def main() -> None:
     print(f"{'MaskDataset batch / naive':60s} {naive_s / batch_s:9.1f}x")
     print(f"{'frame index build (once per file)':60s} {index_ms:9.1f} ms")
     print(f"{'peak RSS (before the timed runs)':60s} {peak_rss_mib():9.1f} MiB ({rss_before:.1f})")
+    print(f"long run: {rss['samples']} random samples from one MaskDataset in {rss['segments']} segments of "
+          f"{rss['accesses_per_segment']} accesses after a warm-up one ({rss['seconds']:.0f} s)")
+    print(f"{'  peak RSS per segment, MiB':60s} {' '.join(f'{p:.0f}' for p in rss['segment_peak_rss_mib'])}"
+          f" (warm-up {rss['warm_up_segment_peak_rss_mib']:.0f})")
+    print(f"{'  RSS at the end of each segment, MiB':60s} {' '.join(f'{e:.0f}' for e in rss['segment_end_rss_mib'])}")
+    print(f"{'  last segment over first':60s} {rss['growth_mib']:+9.1f} MiB ({rss['growth_percent']:+.1f}%)")
+    print(f"{'  verdict (flat: growth <= ' + str(rss['flat_bound_mib']) + ' MiB)':60s} {rss['verdict']:>9s}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
 
