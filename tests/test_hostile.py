@@ -295,16 +295,26 @@ def test_export_of_a_corrupt_video_lists_the_damaged_samples(media, tmp_path):
     assert not [f for f in files_under(out) if ".tmp" in f]
 
 
-@pytest.mark.xfail(strict=True, reason="FFmpeg's FFV1 decoder logs a slice CRC mismatch but hands out the frame "
-                   "with the damaged slice concealed, flagging nothing, even with err_detect explode")
-def test_corrupt_bytes_in_an_ffv1_video_raise(media, tmp_path):
+@pytest.mark.parametrize("seed", [3, 5, 8])
+def test_corrupt_bytes_in_an_ffv1_video_raise(media, tmp_path, seed):
+    # FFmpeg's FFV1 decoder conceals a slice whose CRC fails with the previous frame's pixels and
+    # flags nothing, even with err_detect explode: the reader checks the slice CRCs itself.
     bad = tmp_path / "corrupt.mkv"
-    corrupt_packet(media["ffv1"], bad, 3)
+    k = corrupt_packet(media["ffv1"], bad, seed)
+    with av.open(str(bad)) as container:
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(video=0) if p.size]
+    keys = [i for i, (_, key) in enumerate(packets) if key]
     reference = [s.label_map for s in maskdec.iter_samples(clip_frames(media["ffv1"]), images=False)]
     results = bounded(DATASET, write_frames(tmp_path, clip_frames(bad)), json.dumps(list(range(N))))
+    failed = []
     for i, (result, want) in enumerate(zip(results, reference)):
-        if "raised" not in result:
+        if "raised" in result:  # naming the file and the damaged frame
+            assert_raised(result, "MediaDecodeError", str(bad), "CRC", f"frame pts {packets[k][0]})")
+            failed.append(i)
+        else:
             np.testing.assert_array_equal(np.array(result["value"]), want, err_msg=f"frame {i}")
+    # FFV1 frames between keyframes share their coder's state: the damaged frame and the rest of its GOP fail
+    assert len(keys) > 1 and failed == list(range(k, min([key for key in keys if key > k], default=N)))
 
 
 # ----------------------------------------------------------------- PNG signature, lying content types

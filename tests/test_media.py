@@ -482,3 +482,72 @@ def test_image_rgb_and_mask_pixels_shapes(tmp_path):
         for (ts, frame), want in zip(reader.frames_at([0, 33, 67]), frames):
             np.testing.assert_array_equal(image_rgb(frame), want)
             np.testing.assert_array_equal(mask_pixels(frame), want)
+
+
+# ----------------------------------------------------------------- FFV1 slice checksums
+
+def ffv1_slice_check(path) -> "SliceCheck | None":
+    from maskdec.media.ffv1 import SliceCheck
+    with av.open(str(path)) as container:
+        return SliceCheck.from_extradata(container.streams.video[0].codec_context.extradata)
+
+
+def test_crc32_ieee_is_ffmpegs_av_crc():
+    from maskdec.media.ffv1 import crc32_ieee
+    assert crc32_ieee(b"123456789", 0xFFFFFFFF) == 0x0376E6E7  # CRC-32/MPEG-2's check value
+    data = bytes(range(200))
+    assert crc32_ieee(data + crc32_ieee(data).to_bytes(4, "big")) == 0  # what FFV1 slices check to
+
+
+@pytest.mark.parametrize("pix_fmt", ["bgr0", "gray", "gray16le", "yuv420p"])
+def test_ffv1_written_by_maskdec_carries_slice_crcs(tmp_path, pix_fmt):
+    path = tmp_path / "mask.mkv"
+    if pix_fmt.startswith("gray"):
+        frames = [np.full((H, W), 40 * i, np.uint16 if "16" in pix_fmt else np.uint8) for i in range(3)]
+    else:
+        frames = [colour_mask(scene_classes(i, H, W)) for i in range(3)]
+    write_video(path, frames, fps=30, codec="ffv1", pix_fmt=pix_fmt)
+    check = ffv1_slice_check(path)
+    assert check is not None and check.version >= 3 and check.ec >= 1
+    with av.open(str(path)) as container:
+        assert [check.damage(bytes(p)) for p in container.demux(video=0) if p.size] == [None] * 3
+    # and `maskdec encode`'s FFV1 too
+    np.save(tmp_path / "maps.npy", np.stack([scene_classes(i, H, W) for i in range(3)]).astype(np.uint8))
+    from maskdec.encode import encode_masks
+    result = encode_masks(tmp_path / "maps.npy", tmp_path / "enc", labels={name: i for i, name in enumerate(CLASS_NAMES)})
+    assert ffv1_slice_check(result.mask_path) is not None
+    # FFV1 without slice CRCs cannot be verified (README, Limits)
+    write_video(tmp_path / "no_crc.mkv", frames, fps=30, codec="ffv1", pix_fmt=pix_fmt, options={"slicecrc": "0"})
+    assert ffv1_slice_check(tmp_path / "no_crc.mkv") is None
+
+
+def test_a_flipped_bit_in_any_ffv1_slice_raises_naming_file_and_frame(tmp_path):
+    n, k = 12, 5  # damage packet k of a clip whose frames all differ
+    path = tmp_path / "mask.mkv"
+    frames = [colour_mask(scene_classes(i, H, W)) for i in range(n)]
+    write_video(path, frames, fps=30, codec="ffv1", pix_fmt="bgr0", options={"g": "1"})  # every frame a keyframe
+    data = path.read_bytes()
+    with av.open(str(path)) as container:
+        packets = [(data.index(bytes(p), p.pos), p.size, p.pts) for p in container.demux(video=0) if p.size]
+    pos, size, pts = packets[k]
+    ends, end = [], pos + size  # the packet's slices, found from its end as the decoder does
+    while end > pos:
+        ends.append(end)
+        end -= int.from_bytes(data[end - 8:end - 5], "big") + 8
+    assert end == pos and len(ends) > 1
+    stamps = [writer_ts(i, 30) for i in range(n)]
+    for s, slice_end in enumerate(ends):
+        bad = bytearray(data)
+        bad[slice_end - 20] ^= 0x10  # one bit, inside slice s (counted from the end)
+        damaged = tmp_path / f"bit_in_slice{s}.mkv"
+        damaged.write_bytes(bytes(bad))
+        with MediaReader(str(damaged)) as reader:
+            for i, ts in enumerate(stamps):
+                if i == k:
+                    with pytest.raises(maskdec.MediaDecodeError) as info:
+                        next(reader.frames_at([ts]))
+                    message = str(info.value)
+                    assert str(damaged) in message and f"frame pts {pts}" in message and "CRC" in message, message
+                else:  # keyframes everywhere: every other frame decodes, exact
+                    (_, frame), = reader.frames_at([ts])
+                    np.testing.assert_array_equal(mask_pixels(frame), frames[i], err_msg=f"slice {s}, frame {i}")

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import forksafe  # noqa: F401  (forked children never free inherited FFmpeg objects)
 from ..errors import MediaDecodeError, TimestampRangeError
+from .ffv1 import SliceCheck
 from .index import FrameIndex, build_index, cached_index, store_index
 from .planner import Decoder
 from .uri import open_uri
@@ -81,6 +82,8 @@ class MediaReader:
         # Damaged data is an error, not a concealed picture: decoders verify checksums and
         # stop at the first error they detect (see decode() for frames they flag instead).
         ctx.options = {**ctx.options, "err_detect": ERROR_DETECTION}
+        # FFmpeg's FFV1 decoder conceals a slice whose CRC fails without telling: check them here.
+        self._slice_check = SliceCheck.from_extradata(ctx.extradata) if ctx.name == "ffv1" else None
         threads = resolve_threads(threads)
         if threads is None:
             ctx.thread_type = "AUTO"
@@ -150,7 +153,7 @@ class MediaReader:
 
     def decode(self) -> Iterator[av.VideoFrame]:
         """Frames from wherever the demuxer is, in presentation order."""
-        return _decode(self.container, self.stream, self.uri)  # holds no reference to the reader
+        return _decode(self.container, self.stream, self.uri, self._slice_check)  # no reference to the reader
 
     def frames_at(self, timestamps: Sequence[int], unit: TimestampUnit = "ms"
                   ) -> Iterator[tuple[int, Union[av.VideoFrame, TimestampRangeError]]]:
@@ -186,15 +189,30 @@ class MediaReader:
             yield ts, frame
 
 
-def _decode(container, stream, uri: str) -> Iterator[av.VideoFrame]:
+def _decode(container, stream, uri: str, check: Optional[SliceCheck] = None) -> Iterator[av.VideoFrame]:
+    """Decode from the demuxer's place; a frame the decoder flags as corrupt, or (with
+    `check`) one whose packet fails its FFV1 slice CRCs, raises MediaDecodeError."""
+    damaged: dict[Optional[int], str] = {}  # pts of packets that fail `check` -> what failed
     try:
-        for frame in container.decode(stream):
-            if frame.is_corrupt:
-                at = "" if frame.time is None else f" at {frame.time:.3f} s"
-                raise MediaDecodeError(f"{uri}: damaged data{at}: the decoder flagged the frame as corrupt")
-            yield frame
+        for packet in container.demux(stream):
+            if check is not None and packet.size:
+                problem = check.damage(bytes(packet))
+                if problem is not None:
+                    damaged[packet.pts] = problem
+            for frame in packet.decode():
+                if frame.is_corrupt:
+                    raise MediaDecodeError(f"{uri}: damaged data{_at(frame)}: the decoder flagged the frame as corrupt")
+                if damaged and frame.pts in damaged:
+                    raise MediaDecodeError(f"{uri}: damaged data{_at(frame)}: FFV1 {damaged[frame.pts]} "
+                                           f"(FFmpeg would hand out the previous frame's pixels there)")
+                yield frame
     except av.FFmpegError as exc:
         raise MediaDecodeError(f"{uri}: decoding failed: {exc}") from None
+
+
+def _at(frame: av.VideoFrame) -> str:
+    """Where a frame is, for messages: its time and pts."""
+    return "" if frame.time is None else f" at {frame.time:.3f} s (frame pts {frame.pts})"
 
 
 _GRAY8 = frozenset({"gray", "gray8", "ya8", "monob", "monow"})

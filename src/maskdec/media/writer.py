@@ -8,6 +8,10 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import av
 import numpy as np
 
+#: Options every FFV1 stream written here gets unless the caller overrides them: FFV1
+#: version 3 with a CRC on every slice, which the reader verifies (media/ffv1.py).
+FFV1_OPTIONS = {"level": "3", "slicecrc": "1"}
+
 
 def write_video(
     path: Union[str, os.PathLike],
@@ -26,7 +30,8 @@ def write_video(
     """Encode RGB (H, W, 3) or grey (H, W) uint8 frames into a video file.
 
     `pts` (in `time_base` units) gives each frame its own presentation time,
-    for variable frame rates; otherwise frames are 1/fps apart. With `matrix`
+    for variable frame rates; otherwise frames are 1/fps apart. FFV1 gets FFV1_OPTIONS
+    (slice CRCs) under `options`. With `matrix`
     ("bt601", "bt709") RGB frames are converted to yuv420p/yuv444p here with
     that matrix and range, and the stream is tagged with both.
     """
@@ -34,7 +39,7 @@ def write_video(
     with av.open(os.fspath(path), "w", options=dict(container_options or {})) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.pix_fmt = pix_fmt
-        stream.options = dict(options or {})
+        stream.options = {**(FFV1_OPTIONS if codec == "ffv1" else {}), **(options or {})}
         if time_base is not None:
             stream.codec_context.time_base = time_base
             stream.time_base = time_base
