@@ -131,10 +131,11 @@ cdef inline bint _near(uint32_t a, uint32_t b) noexcept nogil:
 
 cdef inline label_t _repair(const uint8_t* u, const uint8_t* v, Py_ssize_t row_u, Py_ssize_t row_v,
                             Py_ssize_t col_u, Py_ssize_t col_v, Py_ssize_t ch, Py_ssize_t cw, Py_ssize_t i,
-                            Py_ssize_t j, int shift_x, int shift_y, uint32_t luma, const label_t* clean,
+                            Py_ssize_t j, int shift_x, int shift_y, uint32_t luma, const label_t* coarse_label,
                             const uint8_t* coarse) noexcept nogil:
     """The label of the nearest colour among this pixel's chroma and its neighbours' on its side,
-    ranked by the small (cache-resident) distance table `coarse`."""
+    ranked by the distance table `coarse` and labelled by `coarse_label` (both 64**3 cells, so
+    they stay in cache where the full table would miss on every repaired pixel)."""
     cdef Py_ssize_t k = i >> shift_y, c = j >> shift_x, kn = k, cn = c
     if shift_y:
         kn = k - 1 if (i & 1) == 0 else k + 1
@@ -150,7 +151,7 @@ cdef inline label_t _repair(const uint8_t* u, const uint8_t* v, Py_ssize_t row_u
     # flat chroma around the pixel: nothing to repair (an undeclared region, not an edge)
     if (_near(u[k * row_u + cn * col_u], own_u) and _near(v[k * row_v + cn * col_v], own_v)
             and _near(u[kn * row_u + c * col_u], own_u) and _near(v[kn * row_v + c * col_v], own_v)):
-        return clean[best]
+        return coarse_label[_coarse(best)]
     cdef uint8_t best_d = coarse[_coarse(best)], d
     cand = (((<uint32_t>u[k * row_u + cn * col_u] << 8) | v[k * row_v + cn * col_v]) << 8) | luma
     d = coarse[_coarse(cand)]
@@ -164,11 +165,11 @@ cdef inline label_t _repair(const uint8_t* u, const uint8_t* v, Py_ssize_t row_u
     d = coarse[_coarse(cand)]
     if d < best_d:
         best = cand
-    return clean[best]
+    return coarse_label[_coarse(best)]
 
 
 def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
-            const label_t[::1] lut, const label_t[::1] clean, const uint8_t[::1] coarse, int sentinel,
+            const label_t[::1] lut, const label_t[::1] coarse_label, const uint8_t[::1] coarse, int sentinel,
             label_t[:, ::1] out, Py_ssize_t row0=0, Py_ssize_t row1=-1, const uint8_t[::1] exact=None,
             int64_t[::1] counts=None, int ignore=0):
     """out[i, j] = lut[U << 16 | V << 8 | Y], chroma taken at (i >> shift_y, j >> shift_x).
@@ -181,9 +182,10 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     Edge repair: where `lut` holds `sentinel` (>= 0), the colour matches no
     declared colour well, as when a pixel's chroma block straddles a class
     edge; the pixel then also tries the chroma of the neighbouring blocks on
-    its side, with its own luma, and takes the `clean` label of the one
-    nearest to a declared colour by `coarse`, a 64**3 distance table indexed
-    by the top 6 bits of U, V and Y (small enough to stay in cache).
+    its side, with its own luma, and takes the label of the one nearest to a
+    declared colour by `coarse`, a 64**3 distance table indexed by the top 6
+    bits of U, V and Y, from `coarse_label`, the label at each of its cells'
+    centre (both small enough to stay in cache).
 
     Only rows row0 <= i < row1 (all by default) are written, so that callers
     can split a frame across threads. With `exact` and `counts`, also
@@ -250,7 +252,7 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                     j = j + 1
                     continue
                 orow[j] = _repair(&u[0, 0], &v[0, 0], u.strides[0], v.strides[0], us, vs, u.shape[0], u.shape[1],
-                                  i, j, shift_x, shift_y, yrow[j * ys], &clean[0], &coarse[0])
+                                  i, j, shift_x, shift_y, yrow[j * ys], &coarse_label[0], &coarse[0])
                 if stats:  # marked pixels were not counted as ignored above
                     n_ignore += orow[j] == ig
                 j = j + 1

@@ -146,21 +146,22 @@ def _kernel_pool() -> Optional[ThreadPoolExecutor]:
 
 @lru_cache(maxsize=8)
 def _yuv_repair_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool
-                    ) -> tuple[np.ndarray, np.ndarray, int]:
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """For edge repair: the YUV table with cells farther than EDGE_REPAIR_DISTANCE from every
-    declared colour marked by a sentinel that no label uses; the 64**3 coarse distance table
-    (the distance at each cell's centre); the sentinel (-1 with the plain table if none is free)."""
+    declared colour marked by a sentinel that no label uses; the 64**3 coarse tables of the
+    distance and the label at each cell's centre; the sentinel (-1 with the plain table if none is free)."""
     clean, dist = _yuv_lut(table, radius2, matrix, full_range)
     used = set(table.ids) | {table.ignore_index}
     free = next((v for v in range(np.iinfo(table.dtype).max + 1) if v not in used), None)
     if free is None:
-        return clean, _NO_COARSE, -1
+        return clean, _NO_COARSE, clean, -1
     marked = clean.copy()
     marked[dist > EDGE_REPAIR_DISTANCE] = free
-    coarse = np.ascontiguousarray(dist.reshape(256, 256, 256)[2::4, 2::4, 2::4]).reshape(-1)
-    for array in (marked, coarse):
+    coarse, coarse_label = (np.ascontiguousarray(a.reshape(256, 256, 256)[2::4, 2::4, 2::4]).reshape(-1)
+                            for a in (dist, clean))
+    for array in (marked, coarse, coarse_label):
         array.setflags(write=False)
-    return marked, coarse, free
+    return marked, coarse, coarse_label, free
 
 
 @lru_cache(maxsize=32)
@@ -236,13 +237,14 @@ def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndar
              edge_repair: bool = True, counts: Optional[np.ndarray] = None) -> np.ndarray:
     out = _output(out, planes.y.shape, table)
     radius2 = _radius2(tolerance)
-    clean = _yuv_lut(table, radius2, planes.matrix, planes.full_range)[0]
-    lut, coarse, sentinel = clean, _NO_COARSE, -1
     if edge_repair and (planes.shift_x or planes.shift_y):
-        lut, coarse, sentinel = _yuv_repair_lut(table, radius2, planes.matrix, planes.full_range)
+        lut, coarse, coarse_label, sentinel = _yuv_repair_lut(table, radius2, planes.matrix, planes.full_range)
+    else:
+        lut = _yuv_lut(table, radius2, planes.matrix, planes.full_range)[0]
+        coarse, coarse_label, sentinel = _NO_COARSE, lut, -1
     exact = None if counts is None else _yuv_exact(table, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
-    args = (planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, clean, coarse, sentinel, rows)
+    args = (planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, coarse_label, coarse, sentinel, rows)
     pool = _kernel_pool()
     height = rows.shape[0]
     stats = (exact, counts, table.ignore_index)

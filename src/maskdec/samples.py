@@ -18,7 +18,9 @@ from .errors import FrameFormatError, LabelError, MaskdecError, SizeMismatchErro
 from .frames import Frame, Mask, Roi, Source, load_frames
 from .labels import ColourDecl, LabelTable, load_mask_labels, mask_declarations
 from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, PixelStats, map_pixels, table_for
+from .buffers import ArrayPool
 from .media.planes import mask_data
+from .media.prefetch import Prefetch
 from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
 from .rois import MaskIndex, RoiRef, roi_index_plan
@@ -213,7 +215,7 @@ class _FileServer:
         self._unit = unit
         self._threads = threads
         self._reader: Optional[MediaReader] = None
-        self._frames: Optional[Iterator] = None
+        self._frames: Optional[Prefetch] = None
         self._ready: dict[int, Any] = {}
         self._error: Optional[MaskdecError] = None
         self.lossless = False
@@ -242,20 +244,27 @@ class _FileServer:
             if self._frames is None:
                 self._reader = MediaReader(self.uri, threads=self._threads)
                 self.lossless = self._reader.lossless
-                self._frames = self._reader.frames_at(list(self._remaining), self._unit)
+                self._frames = Prefetch(self._decoded(self._reader, list(self._remaining)))
             while ts not in self._ready:
-                got, frame = next(self._frames)
-                self._ready[got] = frame if isinstance(frame, MaskdecError) else self._convert(frame)
+                got, value = next(self._frames)
+                self._ready[got] = value
         except MaskdecError as exc:
             self._error = exc
             self.close()
             raise
 
+    def _decoded(self, reader: MediaReader, stamps: list[int]) -> Iterator[tuple[int, Any]]:
+        """(timestamp, converted frame or its MaskdecError), run ahead in the Prefetch thread."""
+        for got, frame in reader.frames_at(stamps, self._unit):
+            yield got, frame if isinstance(frame, MaskdecError) else self._convert(frame)
+
     def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()  # first stop decoding ahead, then close the file under it
+            self._frames = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-        self._frames = None
 
 
 def _check_size(array: np.ndarray, declared: Union[Source, Mask], where: str, uri: str) -> None:
@@ -285,6 +294,7 @@ class SampleIterator:
         self.labels = labels
         self._instances = instances
         self._label_maps = label_maps  # False (per-ROI views only): Sample.label_map is None
+        self._pool = ArrayPool()  # label maps the caller has dropped are recycled
         self._stats = stats
         self.requests = requests
         self._tolerance = tolerance
@@ -350,14 +360,15 @@ class SampleIterator:
             raise errors[0]
         return build_sample(r, image, pixels, lossless=mask_server.lossless, tolerance=self._tolerance,
                             strict_sizes=self._strict_sizes, instances=self._instances, stats=self._stats,
-                            label_maps=self._label_maps)
+                            label_maps=self._label_maps, pool=self._pool)
 
 
 def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, lossless: bool,
                  tolerance: Optional[float], strict_sizes: bool, instances: bool = False, stats: bool = False,
-                 label_maps: bool = True) -> Sample:
+                 label_maps: bool = True, pool: Optional[ArrayPool] = None) -> Sample:
     """The Sample of request `r` from its decoded image (or None) and mask pixels: sizes checked,
-    colours mapped (`tolerance` None: exact when `lossless`, else the lossy default), label map fitted."""
+    colours mapped (`tolerance` None: exact when `lossless`, else the lossy default), label map fitted.
+    `pool` supplies the kernel's output arrays (reused once the caller drops them)."""
     if image is not None:
         _check_size(image, r.source, f"{r.where.rsplit('.masks', 1)[0]}", r.image_uri)
     _check_size(pixels, r.mask, r.where, r.mask_uri)
@@ -369,10 +380,12 @@ def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, 
         if len(r.index.table.colours) > 65535:  # colour indices are 16-bit
             raise LabelError(f"{r.where}: mask {r.mask_uri} has {len(r.index.table.colours)} distinct ROI "
                              "colours; per-ROI views (instances=True) hold at most 65535")
-        colour_index = map_pixels(pixels, r.index.table, tolerance, counts=counts)
+        out = None if pool is None else pool.empty(pixels.shape[:2], r.index.table.dtype)
+        colour_index = map_pixels(pixels, r.index.table, tolerance, out, counts=counts)
         label_map = r.index.label_map(colour_index) if label_maps else None
     else:
-        label_map = map_pixels(pixels, r.table, tolerance, counts=counts)
+        out = None if pool is None else pool.empty(pixels.shape[:2], r.table.dtype)
+        label_map = map_pixels(pixels, r.table, tolerance, out, counts=counts)
     if image is not None:
         size = image.shape[:2]
     elif r.source.width is not None and r.source.height is not None:
