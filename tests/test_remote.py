@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from test_export import make_dataset, read_manifest, tree, with_prefix
+from test_hostile import SilentServer
 
 s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -32,9 +33,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_cli(*args, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "maskdec.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **env})
+def run_cli(*args, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run([sys.executable, "-m", "maskdec.cli", *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, **env})
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"maskdec {args[0]} was still running after {timeout} s")
 
 
 def comparable(files: dict[str, bytes]) -> dict[str, bytes]:
@@ -129,6 +133,40 @@ def test_s3_missing_object_is_a_recorded_failure(s3, dataset, tmp_path):
     assert [(f["frame_index"], f["uri"], f["error_type"]) for f in failures] == [
         (1, f"s3://{BUCKET}/data/a/gone.mp4", "MediaNotFoundError")]
     assert [e["frame_index"] for e in read_manifest(out)] == [0, 2]
+
+
+def test_silent_s3_endpoint_fails_within_the_timeouts_of_an_fsspec_config_file(dataset, tmp_path):
+    """An S3 endpoint that accepts connections and never answers. The timeouts come from an
+    fsspec config file (FSSPEC_CONFIG_DIR), botocore's retries are off there, and s3fs's own
+    loop (5 attempts per call, not configurable through fsspec: see media/uri.py) multiplies
+    them: about 7 s here, where the defaults would take minutes. The sample fails naming its
+    URI; the export goes on."""
+    server = SilentServer()
+    try:
+        config_dir = tmp_path / "fsspec"
+        config_dir.mkdir()
+        (config_dir / "s3.json").write_text(json.dumps({"s3": {
+            "endpoint_url": f"http://127.0.0.1:{server.port}", "key": "testing", "secret": "testing",
+            "config_kwargs": {"connect_timeout": 1, "read_timeout": 0.2, "retries": {"max_attempts": 1}}}}))
+        env = {"FSSPEC_CONFIG_DIR": str(config_dir), "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
+               "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+        local = with_prefix(dataset, f"{dataset.parent}/", tmp_path / "local.jsonl")
+        frames = [json.loads(line) for line in local.read_text().splitlines()][:2]
+        uri = f"s3://{BUCKET}/data/a/mask.mp4"
+        frames[1]["sources"][0]["masks"][0]["uri"] = uri
+        path = tmp_path / "frames.jsonl"
+        path.write_text("".join(json.dumps(f) + "\n" for f in frames))
+        out = tmp_path / "out"
+        result = run_cli("export", path, "--out", out, "--workers", "1", env=env, timeout=120)
+        assert result.returncode == 1, result.stderr
+        (failure,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+        assert (failure["frame_index"], failure["uri"], failure["error_type"]) == (1, uri, "MediaDecodeError")
+        assert uri in failure["error"] and "timeout" in failure["error"].lower(), failure
+        assert [e["frame_index"] for e in read_manifest(out)] == [0]
+        assert server.accepted, "the requests never reached the endpoint"
+    finally:
+        server.close()
 
 
 # ------------------------------------------------------------------ HTTPS with Range requests

@@ -9,6 +9,18 @@ MASKDEC_CACHE_DIR chooses where the copies go (default: the temp folder).
 Endpoints, credentials, timeouts and retries are fsspec's own settings:
 `FSSPEC_S3_ENDPOINT_URL`, `FSSPEC_S3='{"config_kwargs": {...}}'`, config files
 in FSSPEC_CONFIG_DIR, or the storage backend's usual variables (AWS_*).
+
+S3 (s3fs 2026.9): `config_kwargs` sets botocore's `connect_timeout`,
+`read_timeout` and `retries` (`{"max_attempts": 1}`: botocore retries nothing).
+s3fs wraps each call in its own loop of 5 attempts with 0.1-0.8 s pauses, which
+no fsspec setting reaches: its count is a class attribute, S3FileSystem.retries,
+and a `retries` key in the config goes to aiobotocore's session, which refuses
+it (TypeError; fsspec/s3fs#541). Opening a file makes two calls, so an endpoint
+that accepts connections and never answers fails after about
+10 x read_timeout + 4 s with botocore retries off: 7 s with
+`{"connect_timeout": 1, "read_timeout": 0.2, "retries": {"max_attempts": 1}}`,
+15 s with read_timeout 1 (minutes with the defaults); a refused connection fails
+at once. In Python, `s3fs.S3FileSystem.retries = 1` before first use cuts the 5.
 """
 from __future__ import annotations
 
