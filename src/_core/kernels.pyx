@@ -6,7 +6,7 @@ read-only input.
 """
 from libc.math cimport ceil, sqrt
 from libc.string cimport memchr, memset
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 ctypedef fused label_t:
     uint8_t
@@ -129,42 +129,34 @@ cdef inline bint _near(uint32_t a, uint32_t b) noexcept nogil:
     return (a - b if a > b else b - a) <= 2
 
 
-cdef inline label_t _repair(const uint8_t* u, const uint8_t* v, Py_ssize_t row_u, Py_ssize_t row_v,
-                            Py_ssize_t col_u, Py_ssize_t col_v, Py_ssize_t ch, Py_ssize_t cw, Py_ssize_t i,
-                            Py_ssize_t j, int shift_x, int shift_y, uint32_t luma, const label_t* coarse_label,
-                            const uint8_t* coarse) noexcept nogil:
-    """The label of the nearest colour among this pixel's chroma and its neighbours' on its side,
-    ranked by the distance table `coarse` and labelled by `coarse_label` (both 64**3 cells, so
-    they stay in cache where the full table would miss on every repaired pixel)."""
-    cdef Py_ssize_t k = i >> shift_y, c = j >> shift_x, kn = k, cn = c
-    if shift_y:
-        kn = k - 1 if (i & 1) == 0 else k + 1
-        if kn < 0 or kn >= ch:
-            kn = k
-    if shift_x:
-        cn = c - 1 if (j & 1) == 0 else c + 1
-        if cn < 0 or cn >= cw:
-            cn = c
-    cdef uint32_t own_u = u[k * row_u + c * col_u], own_v = v[k * row_v + c * col_v]
-    cdef uint32_t best = (((own_u << 8) | own_v) << 8) | luma
-    cdef uint32_t cand
+cdef inline uint64_t _min64(uint64_t a, uint64_t b) noexcept nogil:
+    return b if b < a else a
+
+
+cdef inline label_t _repair(const uint8_t* u_own, const uint8_t* v_own, const uint8_t* u_side,
+                            const uint8_t* v_side, Py_ssize_t us, Py_ssize_t vs, Py_ssize_t c, Py_ssize_t cn,
+                            uint32_t luma, const label_t* coarse_label, const uint8_t* coarse) noexcept nogil:
+    """The label of the nearest colour among a pixel's chroma (column c of the rows u_own, v_own)
+    and its neighbours' on its side (column cn; rows u_side, v_side), ranked by the distance
+    table `coarse` and labelled by `coarse_label` (both 64**3 cells, so they stay in cache
+    where the full table would miss on every repaired pixel)."""
+    cdef uint32_t own_u = u_own[c * us], own_v = v_own[c * vs]
+    cdef uint32_t hor_u = u_own[cn * us], hor_v = v_own[cn * vs]
+    cdef uint32_t ver_u = u_side[c * us], ver_v = v_side[c * vs]
+    cdef uint32_t best = (((own_u << 8) | own_v) << 8) | luma, cand
     # flat chroma around the pixel: nothing to repair (an undeclared region, not an edge)
-    if (_near(u[k * row_u + cn * col_u], own_u) and _near(v[k * row_v + cn * col_v], own_v)
-            and _near(u[kn * row_u + c * col_u], own_u) and _near(v[kn * row_v + c * col_v], own_v)):
+    if _near(hor_u, own_u) and _near(hor_v, own_v) and _near(ver_u, own_u) and _near(ver_v, own_v):
         return coarse_label[_coarse(best)]
-    cdef uint8_t best_d = coarse[_coarse(best)], d
-    cand = (((<uint32_t>u[k * row_u + cn * col_u] << 8) | v[k * row_v + cn * col_v]) << 8) | luma
-    d = coarse[_coarse(cand)]
-    if d < best_d:
-        best, best_d = cand, d
-    cand = (((<uint32_t>u[kn * row_u + c * col_u] << 8) | v[kn * row_v + c * col_v]) << 8) | luma
-    d = coarse[_coarse(cand)]
-    if d < best_d:
-        best, best_d = cand, d
-    cand = (((<uint32_t>u[kn * row_u + cn * col_u] << 8) | v[kn * row_v + cn * col_v]) << 8) | luma
-    d = coarse[_coarse(cand)]
-    if d < best_d:
-        best = cand
+    # the nearest by coarse distance, ties to the pixel's own chroma: minimum of (distance, rank, key),
+    # branch-free (which of the candidates wins is a coin toss the branch predictor would lose)
+    cdef uint64_t ranked = (<uint64_t>coarse[_coarse(best)] << 26) | best
+    cand = (((hor_u << 8) | hor_v) << 8) | luma
+    ranked = _min64(ranked, (<uint64_t>coarse[_coarse(cand)] << 26) | (1 << 24) | cand)
+    cand = (((ver_u << 8) | ver_v) << 8) | luma
+    ranked = _min64(ranked, (<uint64_t>coarse[_coarse(cand)] << 26) | (2 << 24) | cand)
+    cand = (((<uint32_t>u_side[cn * us] << 8) | v_side[cn * vs]) << 8) | luma
+    ranked = _min64(ranked, (<uint64_t>coarse[_coarse(cand)] << 26) | (3 << 24) | cand)
+    best = <uint32_t>(ranked & 0xFFFFFF)
     return coarse_label[_coarse(best)]
 
 
@@ -192,73 +184,123 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     counts[0] += the pixels whose own key has exact[key] == 1 and
     counts[1] += the pixels labelled `ignore` (after repair).
     """
-    cdef Py_ssize_t h = out.shape[0], w = out.shape[1], i, j, c
+    cdef Py_ssize_t h = out.shape[0], w = out.shape[1], end = h if row1 < 0 else row1, i, j, c, r, rows
     cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1]
     cdef const uint8_t* yrow
+    cdef const uint8_t* ynext
     cdef const uint8_t* urow
     cdef const uint8_t* vrow
     cdef label_t* orow
-    cdef uint32_t uv
-    cdef label_t a
+    cdef label_t* onext
+    cdef const label_t* base
+    cdef bint packed = ys == 1 and us == 1 and vs == 1 and shift_x == 1
     cdef label_t mark = <label_t>sentinel if sentinel >= 0 else 0
     cdef bint repair = sentinel >= 0
-    cdef const uint8_t* found
     cdef bint stats = exact is not None and counts is not None
     cdef const uint8_t* ex = &exact[0] if stats else NULL
-    cdef int64_t n = 0, n_ignore = 0
-    cdef uint32_t k0, k1
-    cdef label_t ig = <label_t>ignore
+    cdef int64_t n = 0
+    cdef uint32_t uv, k
     with nogil:
-        for i in range(row0, h if row1 < 0 else row1):
+        i = row0
+        while i < end:
             yrow = &y[i, 0]
             urow = &u[i >> shift_y, 0]
             vrow = &v[i >> shift_y, 0]
             orow = &out[i, 0]
-            if ys == 1 and us == 1 and vs == 1 and shift_x == 1:
+            rows = 1
+            if packed and shift_y == 1 and (i & 1) == 0 and i + 1 < end:
+                # 4:2:0, both rows of a chroma row at once: one chroma read serves four pixels
+                rows = 2
+                ynext = &y[i + 1, 0]
+                onext = &out[i + 1, 0]
                 for c in range(w >> 1):
-                    uv = ((<uint32_t>urow[c] << 8) | vrow[c]) << 8
-                    k0 = uv | yrow[2 * c]
-                    k1 = uv | yrow[2 * c + 1]
-                    orow[2 * c] = lut[k0]
-                    orow[2 * c + 1] = lut[k1]
-                    if stats:
-                        n += ex[k0] + ex[k1]
-                        n_ignore += (orow[2 * c] == ig) + (orow[2 * c + 1] == ig)
+                    base = &lut[((<uint32_t>urow[c] << 8) | vrow[c]) << 8]
+                    orow[2 * c] = base[yrow[2 * c]]
+                    orow[2 * c + 1] = base[yrow[2 * c + 1]]
+                    onext[2 * c] = base[ynext[2 * c]]
+                    onext[2 * c + 1] = base[ynext[2 * c + 1]]
                 if w & 1:
-                    c = w >> 1
-                    k0 = (((<uint32_t>urow[c] << 8) | vrow[c]) << 8) | yrow[w - 1]
-                    orow[w - 1] = lut[k0]
-                    if stats:
-                        n += ex[k0]
-                        n_ignore += orow[w - 1] == ig
+                    base = &lut[((<uint32_t>urow[w >> 1] << 8) | vrow[w >> 1]) << 8]
+                    orow[w - 1] = base[yrow[w - 1]]
+                    onext[w - 1] = base[ynext[w - 1]]
+            elif packed:
+                for c in range(w >> 1):
+                    base = &lut[((<uint32_t>urow[c] << 8) | vrow[c]) << 8]
+                    orow[2 * c] = base[yrow[2 * c]]
+                    orow[2 * c + 1] = base[yrow[2 * c + 1]]
+                if w & 1:
+                    orow[w - 1] = lut[(((<uint32_t>urow[w >> 1] << 8) | vrow[w >> 1]) << 8) | yrow[w - 1]]
             else:
                 for j in range(w):
                     c = j >> shift_x
-                    k0 = (((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]
-                    orow[j] = lut[k0]
-                    if stats:
-                        n += ex[k0]
-                        n_ignore += orow[j] == ig
-            if not repair:
-                continue
-            j = 0
-            while j < w:
-                if label_t is uint8_t:  # skip unmarked runs with memchr (SIMD)
-                    found = <const uint8_t*>memchr(<const void*>(orow + j), mark, w - j)
-                    if found == NULL:
-                        break
-                    j = found - <const uint8_t*>orow
-                elif orow[j] != mark:
-                    j = j + 1
-                    continue
-                orow[j] = _repair(&u[0, 0], &v[0, 0], u.strides[0], v.strides[0], us, vs, u.shape[0], u.shape[1],
-                                  i, j, shift_x, shift_y, yrow[j * ys], &coarse_label[0], &coarse[0])
-                if stats:  # marked pixels were not counted as ignored above
-                    n_ignore += orow[j] == ig
-                j = j + 1
+                    orow[j] = lut[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]
+            for r in range(i, i + rows):
+                if repair:
+                    _repair_row(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_x, shift_y, mark, &coarse_label[0],
+                                &coarse[0])
+                if stats:
+                    n += _count_exact(u, v, &y[r, 0], ys, w, r, shift_x, shift_y, ex)
+            i += rows
     if stats:
         counts[0] += n
-        counts[1] += n_ignore
+        counts[1] += _count_equal(out, row0, end, ignore)
+
+
+cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const uint8_t* yrow, Py_ssize_t ys,
+                             label_t* orow, Py_ssize_t w, Py_ssize_t i, int shift_x, int shift_y, label_t mark,
+                             const label_t* coarse_label, const uint8_t* coarse) noexcept nogil:
+    """Edge repair of the marked pixels of row i (see map_yuv)."""
+    cdef Py_ssize_t us = u.strides[1], vs = v.strides[1], cw = u.shape[1], k = i >> shift_y, kn = k, j = 0, c, cn
+    cdef const uint8_t* found
+    if shift_y:  # the chroma row on this pixel row's side of its block
+        kn = k - 1 if (i & 1) == 0 else k + 1
+        if kn < 0 or kn >= u.shape[0]:
+            kn = k
+    cdef const uint8_t* urow = &u[k, 0]
+    cdef const uint8_t* vrow = &v[k, 0]
+    cdef const uint8_t* uside = &u[kn, 0]
+    cdef const uint8_t* vside = &v[kn, 0]
+    while j < w:
+        if label_t is uint8_t:  # skip unmarked runs with memchr (SIMD)
+            found = <const uint8_t*>memchr(<const void*>(orow + j), mark, w - j)
+            if found == NULL:
+                return
+            j = found - <const uint8_t*>orow
+        elif orow[j] != mark:
+            j = j + 1
+            continue
+        c = j >> shift_x
+        cn = c
+        if shift_x:
+            cn = c - 1 if (j & 1) == 0 else c + 1
+            if cn < 0 or cn >= cw:
+                cn = c
+        orow[j] = _repair(urow, vrow, uside, vside, us, vs, c, cn, yrow[j * ys], coarse_label, coarse)
+        j = j + 1
+
+
+cdef inline int64_t _count_exact(const uint8_t[:, :] u, const uint8_t[:, :] v, const uint8_t* yrow, Py_ssize_t ys,
+                                 Py_ssize_t w, Py_ssize_t i, int shift_x, int shift_y,
+                                 const uint8_t* exact) noexcept nogil:
+    """The pixels of row i whose own colour key is marked in `exact`."""
+    cdef Py_ssize_t us = u.strides[1], vs = v.strides[1], j, c
+    cdef const uint8_t* urow = &u[i >> shift_y, 0]
+    cdef const uint8_t* vrow = &v[i >> shift_y, 0]
+    cdef int64_t n = 0
+    for j in range(w):
+        c = j >> shift_x
+        n += exact[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]
+    return n
+
+
+cdef int64_t _count_equal(label_t[:, ::1] out, Py_ssize_t row0, Py_ssize_t row1, int value) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef int64_t n = 0
+    cdef label_t want = <label_t>value
+    for i in range(row0, row1):
+        for j in range(out.shape[1]):
+            n += out[i, j] == want
+    return n
 
 
 def build_yuv_lut(const double[:, ::1] colours, const label_t[::1] ids, double radius2,
