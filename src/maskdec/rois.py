@@ -8,6 +8,7 @@ of a mask frame cost one decode and one kernel run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ from .frames import Frame, Roi
 from .labels import ColourDecl, LabelTable, normalise_colour, _resolve_roi
 from .lut import ColourTable
 
-__all__ = ["RoiRef", "RoiSample", "MaskIndex", "roi_index_plan", "roi_samples_of", "iter_roi_samples"]
+__all__ = ["RoiRef", "RoiSample", "MaskIndex", "FrameRoiPlan", "roi_index_plan", "roi_samples_of", "iter_roi_samples"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,21 @@ class MaskIndex:
         out = np.empty(colour_index.shape, self.classes.dtype)
         kernels.map_gray(colour_index, lut, out)
         return out
+
+
+class FrameRoiPlan:
+    """The MaskIndex of each (source id, mask id) of one frame, built on first use:
+    samples that never look at their ROIs do not pay for them."""
+
+    def __init__(self, frame: Frame, decls: dict, labels: LabelTable) -> None:
+        self._frame, self._decls, self._labels = frame, decls, labels
+
+    @cached_property
+    def indices(self) -> dict[tuple, MaskIndex]:
+        return roi_index_plan(self._frame, self._decls, self._labels)
+
+    def get(self, source_id: str, mask_id: str) -> Optional[MaskIndex]:
+        return self.indices.get((source_id, mask_id))
 
 
 def roi_index_plan(frame: Frame, decls: dict, labels: LabelTable) -> dict[tuple, MaskIndex]:

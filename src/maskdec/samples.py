@@ -23,7 +23,7 @@ from .media.planes import mask_data
 from .media.prefetch import Prefetch
 from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
-from .rois import MaskIndex, RoiRef, roi_index_plan
+from .rois import FrameRoiPlan, MaskIndex, RoiRef
 
 __all__ = ["Sample", "SampleFailure", "SampleIterator", "iter_samples", "plan_samples", "SampleRequest",
            "build_sample"]
@@ -43,9 +43,19 @@ class Sample:
     timestamp: int
     mask_timestamp: int
     stats: Optional[PixelStats] = None  # exact / snapped / unknown pixels of the mask, before any resize
-    rois: tuple[RoiRef, ...] = ()  # the ROIs that declared colours of this mask, with their label ids
     colour_index: Optional[np.ndarray] = field(default=None, repr=False)  # with instances=True: see rois.py
-    index: Optional[MaskIndex] = field(default=None, repr=False)
+    request: Optional["SampleRequest"] = field(default=None, repr=False)
+
+    @cached_property
+    def rois(self) -> tuple[RoiRef, ...]:
+        """The ROIs that declared colours of this mask, with their label ids."""
+        index = None if self.request is None else self.request.index
+        return () if index is None else index.rois
+
+    @property
+    def index(self) -> Optional[MaskIndex]:
+        """The colour-index table of `colour_index` (instances=True, else None)."""
+        return None if self.colour_index is None or self.request is None else self.request.index
 
     @cached_property
     def instance_map(self) -> Optional[np.ndarray]:
@@ -112,7 +122,12 @@ class SampleRequest:
     mask_ts: int
     table: Optional[ColourTable]
     error: Optional[MaskdecError] = None
-    index: Optional[MaskIndex] = None  # colour-index table for per-ROI views
+    rois_plan: Optional[FrameRoiPlan] = field(default=None, repr=False)  # shared by the frame's requests
+
+    @property
+    def index(self) -> Optional[MaskIndex]:
+        """The colour-index table for per-ROI views (None when the frame's colours failed)."""
+        return None if self.rois_plan is None else self.rois_plan.get(self.source.id, self.mask.id)
 
 
 @dataclass(frozen=True)
@@ -178,7 +193,7 @@ def plan_samples(
         table = LabelTable.derive(names, ignore_index=ignore_index)
     requests = []
     for index, (frame, decls) in enumerate(zip(frames, per_frame)):
-        indices = roi_index_plan(frame, decls, table) if isinstance(decls, dict) else {}
+        rois_plan = FrameRoiPlan(frame, decls, table) if isinstance(decls, dict) else None
         for s_pos, source in enumerate(frame.sources):
             for m_pos, mask in enumerate(source.masks):
                 error = decls if isinstance(decls, MaskdecError) else None
@@ -197,7 +212,7 @@ def plan_samples(
                     mask_ts=_ts(mask.timestamp, source.timestamp, frame.timestamp),
                     table=colour_table,
                     error=error,
-                    index=indices.get((source.id, mask.id)),
+                    rois_plan=rois_plan,
                 ))
     return table, requests
 
@@ -399,8 +414,7 @@ def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, 
     return Sample(image=image, label_map=label_map, frame_index=r.frame_index, source_id=r.source.id,
                   mask_id=r.mask.id, timestamp=r.image_ts, mask_timestamp=r.mask_ts,
                   stats=None if counts is None else PixelStats.from_counts(counts),
-                  rois=r.index.rois if r.index is not None else (), colour_index=colour_index,
-                  index=r.index if colour_index is not None else None)
+                  colour_index=colour_index, request=r)
 
 
 def iter_samples(
