@@ -125,3 +125,18 @@ def test_roi_mask_without_instances_uses_the_class(tmp_path):
     assert np.array_equal(s.roi_mask(road.roi), s.label_map == road.label_id)
     with pytest.raises(maskdec.MaskdecError):
         s.packed_map()
+
+
+def test_masks_stay_exact_when_their_memory_is_reused_for_moving_objects(dataset):
+    """Each RoiSample is checked and dropped at once, so later frames reuse its planes; the
+    kernel clears only what the previous frame's ROIs covered, and nothing of it may remain."""
+    seen = set()
+    for r in maskdec.iter_roi_samples(dataset, images=False):
+        if r.mask_id != "inst":
+            continue
+        k = int(r.roi.id[3:])
+        np.testing.assert_array_equal(r.mask, instance_truth(r.frame_index) == k + 1,
+                                      err_msg=f"frame {r.frame_index} ROI {k}")
+        seen.add(r.mask.__array_interface__["data"][0] - k * r.mask.nbytes)
+        del r
+    assert len(seen) < N, "the planes were never reused, so the clearing went untested"

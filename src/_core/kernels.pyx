@@ -5,7 +5,7 @@ Every function here only loops; it releases the GIL and accepts strided,
 read-only input.
 """
 from libc.math cimport ceil, sqrt
-from libc.string cimport memchr, memset
+from libc.string cimport memchr, memcpy, memset
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 ctypedef fused label_t:
@@ -354,20 +354,44 @@ ctypedef fused index_t:
 
 
 def split_instances(const index_t[:, :] colour_index, const int32_t[::1] roi_of, uint8_t[:, :, ::1] planes,
-                    int64_t[:, ::1] boxes):
+                    int64_t[:, ::1] boxes, int32_t[:, :, ::1] spans, Py_ssize_t row0=0, Py_ssize_t row1=-1):
     """One pass over a colour-index map: for the ROI k = roi_of[index] - 1 of each pixel
     (none when roi_of is 0), set planes[k, i, j] = 1 and grow boxes[k] = (area, x0, y0, x1, y1)
-    (exclusive ends; start each row at (0, w, h, 0, 0)). `planes` starts zeroed.
-    Works on runs of equal indices, which masks are made of."""
+    (exclusive ends; start each row at (0, w, h, 0, 0)).
+
+    spans[k, i] = (x0, x1) bounds the ones of plane k's row i: on entry those of the
+    planes' previous contents, which are zeroed first (all zero spans: clean planes),
+    on return those just written. Reused planes thus cost what their ROIs cover, not a
+    clearing of every plane.
+
+    Only rows row0 <= i < row1 (all by default), so that callers can split a frame across
+    threads. Works on runs of equal indices, which masks are made of; 8-bit indices are
+    compared 8 at a time."""
     cdef Py_ssize_t h = colour_index.shape[0], w = colour_index.shape[1], n = roi_of.shape[0]
-    cdef Py_ssize_t i, j, start, k, idx
+    cdef Py_ssize_t m = planes.shape[0], end = h if row1 < 0 else row1, i, j, start, k, idx
+    cdef const uint8_t* row8
+    cdef uint64_t word, same
     with nogil:
-        for i in range(h):
+        for k in range(m):
+            for i in range(row0, end):
+                if spans[k, i, 1] > spans[k, i, 0]:
+                    memset(&planes[k, i, spans[k, i, 0]], 0, spans[k, i, 1] - spans[k, i, 0])
+                spans[k, i, 0] = 0
+                spans[k, i, 1] = 0
+        for i in range(row0, end):
             j = 0
             while j < w:
                 idx = colour_index[i, j]
                 start = j
                 j = j + 1
+                if index_t is uint8_t and colour_index.strides[1] == 1:
+                    row8 = <const uint8_t*>&colour_index[i, 0]
+                    same = <uint64_t>idx * 0x0101010101010101ULL
+                    while j + 8 <= w:
+                        memcpy(&word, row8 + j, 8)
+                        if word != same:
+                            break
+                        j = j + 8
                 while j < w and colour_index[i, j] == idx:
                     j = j + 1
                 if idx <= 0 or idx >= n:
@@ -376,6 +400,9 @@ def split_instances(const index_t[:, :] colour_index, const int32_t[::1] roi_of,
                 if k < 0:
                     continue
                 memset(&planes[k, i, start], 1, j - start)
+                if spans[k, i, 1] == 0:
+                    spans[k, i, 0] = start
+                spans[k, i, 1] = j
                 boxes[k, 0] += j - start
                 if start < boxes[k, 1]:
                     boxes[k, 1] = start

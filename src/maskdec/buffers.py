@@ -17,7 +17,7 @@ __all__ = ["ArrayPool"]
 
 
 class ArrayPool:
-    """Hands out uninitialised arrays, recycling buffers no array refers to any more.
+    """Hands out arrays, recycling the ones no array refers to any more.
 
     Not thread-safe: one pool per iterator. It tracks at most `size` buffers;
     beyond that it forgets the oldest (an array still in use lives on as usual).
@@ -29,19 +29,20 @@ class ArrayPool:
         self._owners: list[np.ndarray] = [np.empty(0, np.uint8)]
         self._size = size
 
-    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """An uninitialised C-contiguous array of `shape` and `dtype`."""
-        dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype, *, zeroed: bool = False) -> np.ndarray:
+        """A C-contiguous array of `shape` and `dtype`: a dropped one of the same shape and
+        dtype, holding what it last held, else a new one (zero-filled when `zeroed`)."""
+        dtype, shape = np.dtype(dtype), tuple(shape)
         counts = [sys.getrefcount(owner) for owner in self._owners]
         for k in range(1, len(counts)):
-            if counts[k] == counts[0] and self._owners[k].nbytes == nbytes:
-                return self._owners[k].view(dtype).reshape(shape)
+            owner = self._owners[k]
+            if counts[k] == counts[0] and owner.shape == shape and owner.dtype == dtype:
+                return owner
         if len(self._owners) > self._size:
             del self._owners[1]
-        owner = np.empty(nbytes, np.uint8)
+        owner = np.zeros(shape, dtype) if zeroed else np.empty(shape, dtype)
         self._owners.append(owner)
-        return owner.view(dtype).reshape(shape)
+        return owner
 
     def __len__(self) -> int:
         """Buffers held, referenced or not."""

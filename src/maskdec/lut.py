@@ -12,7 +12,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -144,6 +144,30 @@ def _kernel_pool() -> Optional[ThreadPoolExecutor]:
     return _POOL[1]
 
 
+def row_bands(height: int, align: int = 1) -> list[tuple[int, int]]:
+    """The bands of rows a frame is split into, one per kernel thread (one band when
+    single-threaded or small); band starts are multiples of `align`."""
+    threads = kernel_threads()
+    if threads <= 1 or height < 64:
+        return [(0, height)]
+    step = -(-height // (align * threads)) * align
+    return [(r, min(r + step, height)) for r in range(0, height, step)]
+
+
+def run_bands(work: Callable[[int, int, int], object], bands: Sequence[tuple[int, int]]) -> None:
+    """work(row0, row1, k) for every band k of `bands`, side by side on the kernel pool
+    (the kernels release the GIL); the calling thread takes the first band."""
+    pool = _kernel_pool() if len(bands) > 1 else None
+    if pool is None:
+        for k, (r0, r1) in enumerate(bands):
+            work(r0, r1, k)
+        return
+    futures = [pool.submit(work, r0, r1, k) for k, (r0, r1) in enumerate(bands) if k]
+    work(*bands[0], 0)
+    for future in futures:
+        future.result()
+
+
 @lru_cache(maxsize=8)
 def _yuv_repair_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -245,22 +269,12 @@ def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndar
     exact = None if counts is None else _yuv_exact(table, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
     args = (planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, coarse_label, coarse, sentinel, rows)
-    pool = _kernel_pool()
-    height = rows.shape[0]
-    stats = (exact, counts, table.ignore_index)
-    if pool is None or height < 64:
-        kernels.map_yuv(*args, 0, -1, *stats)
-    else:  # the kernel releases the GIL: halves of the frame run side by side
-        step = -(-height // (2 * _POOL_THREADS)) * 2  # even, so chroma rows are not split
-        bounds = [(r, min(r + step, height)) for r in range(step, height, step)]
-        parts = np.zeros((len(bounds), 3), np.int64)  # each thread counts into its own row
-        futures = [pool.submit(kernels.map_yuv, *args, r0, r1, exact, None if counts is None else parts[k],
-                               table.ignore_index) for k, (r0, r1) in enumerate(bounds)]
-        kernels.map_yuv(*args, 0, min(step, height), *stats)
-        for future in futures:
-            future.result()
-        if counts is not None:
-            counts += parts.sum(axis=0)
+    bands = row_bands(rows.shape[0], align=2)  # even, so chroma rows are not split
+    parts = None if counts is None else np.zeros((len(bands), 3), np.int64)  # a row of counts per band
+    run_bands(lambda r0, r1, k: kernels.map_yuv(*args, r0, r1, exact, None if parts is None else parts[k],
+                                                table.ignore_index), bands)
+    if counts is not None:
+        counts += parts.sum(axis=0)
     if rows is not out:
         out[...] = rows
     return out

@@ -14,9 +14,10 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ._core import kernels
+from .buffers import ArrayPool
 from .frames import Frame, Roi
 from .labels import ColourDecl, LabelTable, normalise_colour, _resolve_roi
-from .lut import ColourTable
+from .lut import ColourTable, row_bands, run_bands
 
 __all__ = ["RoiRef", "RoiSample", "MaskIndex", "FrameRoiPlan", "roi_index_plan", "roi_samples_of", "iter_roi_samples"]
 
@@ -135,15 +136,30 @@ class RoiSample:
                 f"labels={self.roi.labels}, box={self.box}, area={self.area})")
 
 
-def roi_samples_of(sample) -> list[RoiSample]:
+def _planes(n: int, h: int, w: int, pool: Optional[ArrayPool]) -> tuple[np.ndarray, np.ndarray]:
+    """n (h, w) mask planes and the (n, h, 2) int32 column spans of their ones (see
+    kernels.split_instances), in one buffer so that a reused buffer brings its spans along."""
+    size = -(-n * h * w // 8) * 8  # the spans start 8-byte aligned
+    shape = (size + n * h * 2 * 4,)
+    buffer = np.zeros(shape, np.uint8) if pool is None else pool.empty(shape, np.uint8, zeroed=True)
+    return buffer[: n * h * w].reshape(n, h, w), buffer[size:].view(np.int32).reshape(n, h, 2)
+
+
+def roi_samples_of(sample, pool: Optional[ArrayPool] = None) -> list[RoiSample]:
     """The RoiSamples of one Sample made with instances=True: one pass over its colour
-    indices splits every ROI's mask, box and area (ROIs sharing a colour share pixels)."""
+    indices splits every ROI's mask, box and area (ROIs sharing a colour share pixels).
+    With `pool`, the masks reuse the memory of RoiSamples the caller has dropped."""
     rois = sample.rois
     index = sample.colour_index
-    planes = np.zeros((max(len(rois), 1),) + index.shape, np.uint8)
-    boxes = np.zeros((len(planes), 5), np.int64)
-    boxes[:, 1], boxes[:, 2] = index.shape[1], index.shape[0]
-    kernels.split_instances(index, sample.index.roi_of_index, planes, boxes)
+    n, (h, w) = max(len(rois), 1), index.shape
+    planes, spans = _planes(n, h, w, pool)
+    bands = row_bands(h)
+    parts = np.zeros((len(bands), n, 5), np.int64)  # (area, x0, y0, x1, y1) per band and ROI
+    parts[:, :, 1], parts[:, :, 2] = w, h
+    run_bands(lambda r0, r1, k: kernels.split_instances(index, sample.index.roi_of_index, planes, parts[k],
+                                                        spans, r0, r1), bands)
+    boxes = np.concatenate([parts[:, :, :1].sum(axis=0), parts[:, :, 1:3].min(axis=0),
+                            parts[:, :, 3:].max(axis=0)], axis=1).tolist()
     masks = planes.view(bool)
     first_of: dict[tuple, int] = {}  # colour -> the first ROI with it (the one the planes hold)
     for ref in rois:
@@ -151,7 +167,7 @@ def roi_samples_of(sample) -> list[RoiSample]:
     out = []
     for ref in rois:
         first = first_of[ref.colour]
-        area, x0, y0, x1, y1 = (int(v) for v in boxes[first])
+        area, x0, y0, x1, y1 = boxes[first]
         out.append(RoiSample(image=sample.image, mask=masks[first], roi=ref.roi, ref=ref,
                              frame_index=sample.frame_index, source_id=sample.source_id, mask_id=sample.mask_id,
                              timestamp=sample.timestamp, box=(x0, y0, x1, y1) if area else None, area=area))
@@ -163,5 +179,6 @@ def iter_roi_samples(frames, **options) -> Iterator[RoiSample]:
     for iter_samples. Each mask frame is decoded and mapped once for all its ROIs."""
     from .samples import iter_samples
 
+    pool = ArrayPool()
     for sample in iter_samples(frames, instances=True, label_maps=False, **options):
-        yield from roi_samples_of(sample)
+        yield from roi_samples_of(sample, pool)
