@@ -140,3 +140,13 @@ def test_masks_stay_exact_when_their_memory_is_reused_for_moving_objects(dataset
         seen.add(r.mask.__array_interface__["data"][0] - k * r.mask.nbytes)
         del r
     assert len(seen) < N, "the planes were never reused, so the clearing went untested"
+
+
+def test_the_split_gives_the_same_masks_boxes_and_areas_over_two_threads(dataset):
+    from maskdec.rois import roi_samples_of
+
+    for sample in maskdec.iter_samples(dataset, images=False, instances=True):
+        one, two = roi_samples_of(sample, threads=1), roi_samples_of(sample, threads=2)
+        assert [(r.box, r.area) for r in one] == [(r.box, r.area) for r in two]
+        for a, b in zip(one, two):
+            np.testing.assert_array_equal(a.mask, b.mask)

@@ -144,10 +144,10 @@ def _kernel_pool() -> Optional[ThreadPoolExecutor]:
     return _POOL[1]
 
 
-def row_bands(height: int, align: int = 1) -> list[tuple[int, int]]:
-    """The bands of rows a frame is split into, one per kernel thread (one band when
-    single-threaded or small); band starts are multiples of `align`."""
-    threads = kernel_threads()
+def row_bands(height: int, align: int = 1, threads: Optional[int] = None) -> list[tuple[int, int]]:
+    """The bands of rows a frame is split into, one per kernel thread (`threads`, default
+    kernel_threads(); one band when single-threaded or small); band starts are multiples of `align`."""
+    threads = kernel_threads() if threads is None else threads
     if threads <= 1 or height < 64:
         return [(0, height)]
     step = -(-height // (align * threads)) * align
@@ -211,17 +211,19 @@ def _gray_lut(table: ColourTable, radius2: int, bits: int) -> np.ndarray:
 
 
 def map_pixels(pixels: np.ndarray, table: ColourTable, tolerance: float = 0.0,
-               out: Optional[np.ndarray] = None, counts: Optional[np.ndarray] = None) -> np.ndarray:
+               out: Optional[np.ndarray] = None, counts: Optional[np.ndarray] = None,
+               threads: Optional[int] = None) -> np.ndarray:
     """Map a mask image to label ids: (H, W, 3) uint8 RGB, (H, W) uint8 or uint16 grey.
 
     Writes into `out` ((H, W), the table's dtype) when given and returns it.
     counts: an int64 array of 3 to which the pass adds the exact, snapped and
     unknown pixels (see PixelStats); the exact ones are counted by the kernel.
+    threads: how many threads map a YUV frame (default kernel_threads()).
     """
     total = _check_counts(counts)
     counts = None if total is None else np.zeros(3, np.int64)  # this pass's own tally
     if hasattr(pixels, "matrix"):  # YuvPlanes: map straight from the planes
-        out = _map_yuv(pixels, table, tolerance, out, counts=counts)
+        out = _map_yuv(pixels, table, tolerance, out, counts=counts, threads=threads)
         return _add_counts(total, counts, out, table)
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[2] == 4:
@@ -258,7 +260,8 @@ def _output(out: Optional[np.ndarray], shape: tuple, table: ColourTable) -> np.n
 
 
 def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndarray],
-             edge_repair: bool = True, counts: Optional[np.ndarray] = None) -> np.ndarray:
+             edge_repair: bool = True, counts: Optional[np.ndarray] = None,
+             threads: Optional[int] = None) -> np.ndarray:
     out = _output(out, planes.y.shape, table)
     radius2 = _radius2(tolerance)
     if edge_repair and (planes.shift_x or planes.shift_y):
@@ -269,7 +272,7 @@ def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndar
     exact = None if counts is None else _yuv_exact(table, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
     args = (planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, coarse_label, coarse, sentinel, rows)
-    bands = row_bands(rows.shape[0], align=2)  # even, so chroma rows are not split
+    bands = row_bands(rows.shape[0], align=2, threads=threads)  # even, so chroma rows are not split
     parts = None if counts is None else np.zeros((len(bands), 3), np.int64)  # a row of counts per band
     run_bands(lambda r0, r1, k: kernels.map_yuv(*args, r0, r1, exact, None if parts is None else parts[k],
                                                 table.ignore_index), bands)

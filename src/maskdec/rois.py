@@ -145,15 +145,16 @@ def _planes(n: int, h: int, w: int, pool: Optional[ArrayPool]) -> tuple[np.ndarr
     return buffer[: n * h * w].reshape(n, h, w), buffer[size:].view(np.int32).reshape(n, h, 2)
 
 
-def roi_samples_of(sample, pool: Optional[ArrayPool] = None) -> list[RoiSample]:
+def roi_samples_of(sample, pool: Optional[ArrayPool] = None, threads: Optional[int] = None) -> list[RoiSample]:
     """The RoiSamples of one Sample made with instances=True: one pass over its colour
     indices splits every ROI's mask, box and area (ROIs sharing a colour share pixels).
-    With `pool`, the masks reuse the memory of RoiSamples the caller has dropped."""
+    With `pool`, the masks reuse the memory of RoiSamples the caller has dropped;
+    `threads` split the pass (default lut.kernel_threads())."""
     rois = sample.rois
     index = sample.colour_index
     n, (h, w) = max(len(rois), 1), index.shape
     planes, spans = _planes(n, h, w, pool)
-    bands = row_bands(h)
+    bands = row_bands(h, threads=threads)
     parts = np.zeros((len(bands), n, 5), np.int64)  # (area, x0, y0, x1, y1) per band and ROI
     parts[:, :, 1], parts[:, :, 2] = w, h
     run_bands(lambda r0, r1, k: kernels.split_instances(index, sample.index.roi_of_index, planes, parts[k],
@@ -181,4 +182,4 @@ def iter_roi_samples(frames, **options) -> Iterator[RoiSample]:
 
     pool = ArrayPool()
     for sample in iter_samples(frames, instances=True, label_maps=False, **options):
-        yield from roi_samples_of(sample, pool)
+        yield from roi_samples_of(sample, pool, threads=1)  # as iter_samples: decoding runs alongside

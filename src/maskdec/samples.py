@@ -310,6 +310,8 @@ class SampleIterator:
         self._instances = instances
         self._label_maps = label_maps  # False (per-ROI views only): Sample.label_map is None
         self._pool = ArrayPool()  # label maps the caller has dropped are recycled
+        # Streaming, files decode ahead in threads of their own while a frame is mapped: splitting
+        # the mapping over more threads only adds hand-offs (random access, MaskDataset, does split).
         self._stats = stats
         self.requests = requests
         self._tolerance = tolerance
@@ -375,15 +377,17 @@ class SampleIterator:
             raise errors[0]
         return build_sample(r, image, pixels, lossless=mask_server.lossless, tolerance=self._tolerance,
                             strict_sizes=self._strict_sizes, instances=self._instances, stats=self._stats,
-                            label_maps=self._label_maps, pool=self._pool)
+                            label_maps=self._label_maps, pool=self._pool, kernel_threads=1)
 
 
 def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, lossless: bool,
                  tolerance: Optional[float], strict_sizes: bool, instances: bool = False, stats: bool = False,
-                 label_maps: bool = True, pool: Optional[ArrayPool] = None) -> Sample:
+                 label_maps: bool = True, pool: Optional[ArrayPool] = None,
+                 kernel_threads: Optional[int] = None) -> Sample:
     """The Sample of request `r` from its decoded image (or None) and mask pixels: sizes checked,
     colours mapped (`tolerance` None: exact when `lossless`, else the lossy default), label map fitted.
-    `pool` supplies the kernel's output arrays (reused once the caller drops them)."""
+    `pool` supplies the kernel's output arrays (reused once the caller drops them);
+    `kernel_threads`: threads per frame's mapping (default: lut.kernel_threads())."""
     if image is not None:
         _check_size(image, r.source, f"{r.where.rsplit('.masks', 1)[0]}", r.image_uri)
     _check_size(pixels, r.mask, r.where, r.mask_uri)
@@ -396,11 +400,11 @@ def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, 
             raise LabelError(f"{r.where}: mask {r.mask_uri} has {len(r.index.table.colours)} distinct ROI "
                              "colours; per-ROI views (instances=True) hold at most 65535")
         out = None if pool is None else pool.empty(pixels.shape[:2], r.index.table.dtype)
-        colour_index = map_pixels(pixels, r.index.table, tolerance, out, counts=counts)
+        colour_index = map_pixels(pixels, r.index.table, tolerance, out, counts=counts, threads=kernel_threads)
         label_map = r.index.label_map(colour_index) if label_maps else None
     else:
         out = None if pool is None else pool.empty(pixels.shape[:2], r.table.dtype)
-        label_map = map_pixels(pixels, r.table, tolerance, out, counts=counts)
+        label_map = map_pixels(pixels, r.table, tolerance, out, counts=counts, threads=kernel_threads)
     if image is not None:
         size = image.shape[:2]
     elif r.source.width is not None and r.source.height is not None:
