@@ -17,7 +17,8 @@ from ._core import kernels
 from .buffers import ArrayPool
 from .frames import Frame, Roi
 from .labels import ColourDecl, LabelTable, normalise_colour, _resolve_roi
-from .lut import ColourTable, row_bands, run_bands
+from .lut import ColourTable
+from .threads import row_bands, run_bands
 
 __all__ = ["RoiRef", "RoiSample", "MaskIndex", "FrameRoiPlan", "roi_index_plan", "roi_samples_of", "iter_roi_samples"]
 
