@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+import maskdec
 from maskdec.example import PALETTE, colour_mask, scene_classes
 from maskdec.inspect import inspect_frames
 from maskdec.media.writer import write_video
@@ -20,7 +21,7 @@ def palette_rois(mask_id="seg"):
 
 
 def injected_masks(n):
-    """Scene masks with a yellow rectangle (undeclared) moving over them; its true pixel count."""
+    """Scene masks with a yellow rectangle (declared by no ROI) moving over them; its true pixel count."""
     masks, injected = [], 0
     for i in range(n):
         m = colour_mask(scene_classes(i, H, W))
@@ -39,7 +40,7 @@ def video_frames(path, n, mask_path, extra_rois=()):
 
 @pytest.fixture(scope="module")
 def lossy(tmp_path_factory):
-    """An H.264 yuv420p (crf 23) mask video with an injected undeclared colour, and its frames."""
+    """An H.264 yuv420p (crf 23) mask video with an injected colour no ROI declares, and its frames."""
     root = tmp_path_factory.mktemp("lossy")
     masks, injected = injected_masks(10)
     write_video(root / "mask.mp4", masks, fps=30, codec="libx264", pix_fmt="yuv420p", options={"crf": "23"})
@@ -60,7 +61,7 @@ def test_lossy_injected_colour_share_within_one_point(lossy):
     assert top.colours > 1  # lossy: many near-yellow colours in one cluster
     assert top.frames == list(range(10))
     assert not mask.never_seen
-    assert any("undeclared colour" in w for w in report.warnings)
+    assert any("pixels are unknown, colour" in w for w in report.warnings)
 
 
 def test_lossy_drift_and_declared_distances(lossy):
@@ -72,7 +73,7 @@ def test_lossy_drift_and_declared_distances(lossy):
     assert mask.min_declared_distance == pytest.approx(d.min(), abs=0.01)
     assert set(mask.closest_pair) == {"building", "road"}
     assert 0 < mask.drift_mean <= mask.drift_p99 <= mask.drift_max <= 60
-    assert mask.exact + mask.snapped + mask.undeclared == mask.pixels
+    assert mask.exact + mask.snapped + mask.unknown == mask.pixels
     declared = {d["name"]: d["share"] for d in mask.declared}
     assert set(declared) == set(PALETTE) and all(share > 0 for share in declared.values())
 
@@ -90,7 +91,7 @@ def test_lossless_counts_are_exact_and_never_seen_is_reported(tmp_path):
     assert cluster.colour == list(YELLOW) and cluster.colours == 1
     assert cluster.pixels == injected and cluster.share == pytest.approx(injected / (6 * W * H))
     assert cluster.nearest_name is not None and cluster.distance > 60
-    assert mask.undeclared == injected and mask.exact == 6 * W * H - injected and mask.snapped == 0
+    assert mask.unknown == injected and mask.exact == 6 * W * H - injected and mask.snapped == 0
     assert mask.never_seen == [{"colour": [1, 2, 3], "name": "ghost"}]
     assert mask.drift_max == 0
     assert any("(ghost) never occurs" in w for w in report.warnings)
@@ -118,7 +119,7 @@ def test_media_facts(tmp_path):
 
 def test_grey_masks_report_grey_colours(tmp_path):
     mask = np.full((20, 30), 10, np.uint8)
-    mask[:5] = 77  # undeclared: a quarter of the pixels
+    mask[:5] = 77  # unknown: a quarter of the pixels
     cv2.imwrite(str(tmp_path / "m.png"), mask)
     frame = {"sources": [{"id": "cam", "uri": "m.png", "masks": [{"id": "seg", "uri": "m.png"}]}],
              "rois": [{"label": ["a"], "mask": {"id": "seg", "value": [10]}}]}
@@ -155,7 +156,7 @@ def test_cli_json_and_text(lossy):
     text = subprocess.run([sys.executable, "-m", "maskdec.cli", "inspect", str(root / "frames.json"),
                            "--max-samples", "3"], capture_output=True, text=True, timeout=300)
     assert text.returncode == 0
-    assert "UNDECLARED" in text.stdout and "3 samples" in text.stdout and "h264 yuv420p" in text.stdout
+    assert "UNKNOWN" in text.stdout and "3 samples" in text.stdout and "h264 yuv420p" in text.stdout
 
 
 def test_close_declared_colours_beside_drift_warn(tmp_path):
@@ -175,3 +176,47 @@ def test_close_declared_colours_beside_drift_warn(tmp_path):
     [mask] = report.mask_reports
     assert mask.min_declared_distance == pytest.approx(11.66, abs=0.01)
     assert any("may snap to the wrong class" in w for w in report.warnings), (mask.drift_p99, report.warnings)
+
+
+def test_inspect_export_and_sample_stats_agree_on_a_lossy_clip(lossy, tmp_path):
+    """One source of truth: inspect --json, the export manifest and iter_samples(stats=True)
+    count the same exact / snapped / unknown pixels of the same H.264 clip."""
+    root, _ = lossy
+    result = subprocess.run([sys.executable, "-m", "maskdec.cli", "inspect", str(root / "frames.json"), "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    [report] = json.loads(result.stdout)["mask_reports"]
+    exported = subprocess.run([sys.executable, "-m", "maskdec.cli", "export", str(root / "frames.json"),
+                               "--out", str(tmp_path / "out"), "--workers", "1"],
+                              capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    from_export = {k: sum(e["stats"][k] for e in manifest) for k in ("exact", "snapped", "unknown")}
+    samples = list(maskdec.iter_samples(root / "frames.json", images=False, stats=True))
+    from_samples = {"exact": sum(s.stats.exact for s in samples), "snapped": sum(s.stats.snapped for s in samples),
+                    "unknown": sum(s.stats.unknown for s in samples)}
+    assert report["stats"] == from_export == from_samples
+    assert (report["exact"], report["snapped"], report["unknown"]) == tuple(from_samples.values())
+    assert report["pixels"] == 10 * W * H == sum(from_samples.values())
+    # the YUV path keeps most colours exact (counted through RGB conversion none would be)
+    assert from_samples["exact"] > from_samples["snapped"] > 0 and from_samples["unknown"] > 0
+    # unknown pixels are the label maps' ignore_index pixels, and the clusters account for them
+    assert from_samples["unknown"] == sum(int((s.label_map == 255).sum()) for s in samples)
+    assert sum(c["pixels"] for c in report["clusters"]) + report["other_unknown"] == report["unknown"]
+
+
+def test_a_mask_smaller_than_its_image_is_counted_in_its_own_pixels(tmp_path):
+    mask = np.zeros((30, 40, 3), np.uint8)
+    mask[:] = PALETTE["road"]
+    mask[10:20, 10:30] = YELLOW  # 200 unknown pixels
+    cv2.imwrite(str(tmp_path / "m.png"), cv2.cvtColor(mask, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "i.png"), np.zeros((60, 80, 3), np.uint8))
+    frame = {"sources": [{"id": "cam", "uri": "i.png", "width": 80, "height": 60,
+                          "masks": [{"id": "seg", "uri": "m.png"}]}], "rois": palette_rois()}
+    (tmp_path / "frames.json").write_text(json.dumps(frame))
+    report = inspect_frames(tmp_path / "frames.json")
+    [m] = report.mask_reports
+    assert (m.pixels, m.exact, m.snapped, m.unknown) == (1200, 1000, 0, 200)
+    assert [(c.colour, c.pixels) for c in m.clusters] == [(list(YELLOW), 200)]
+    assert {d["name"]: d["pixels"] for d in m.declared}["road"] == 1000
+    assert any("label maps are resized" in w for w in report.warnings)

@@ -12,6 +12,8 @@ import pytest
 
 import maskdec
 from maskdec.example import PALETTE
+from maskdec.export import export
+from maskdec.inspect import inspect_frames
 from maskdec.preview import boundaries, overlay, preview
 
 
@@ -98,10 +100,24 @@ def test_per_class_counts_match_the_label_maps(previewed, example):
             assert f"{name}: {count}" in page
 
 
+def test_pixel_stats_are_the_export_manifests_and_inspects(previewed, example, tmp_path):
+    """preview counts exact / snapped / unknown exactly as export and inspect do (Sample.stats)."""
+    summary, out = previewed
+    export(example.frames_path, tmp_path / "out", workers=1, images=False)
+    manifest = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert [row.stats for row in summary.rows] == [entry["stats"] for entry in manifest]
+    report = inspect_frames(example.frames_path)
+    assert summary.stats == {k: sum(m.stats[k] for m in report.mask_reports) for k in summary.stats}
+    assert summary.stats["exact"] > summary.stats["snapped"] > 0  # the lossy clip, mapped from its YUV planes
+    total = sum(summary.stats.values())
+    shares = ", ".join(f"{100 * v / total:.2f}% {k}" for k, v in summary.stats.items())
+    assert f"mask pixels: {shares}" in (out / "index.html").read_text(encoding="utf-8")
+
+
 def test_warnings_for_unknown_pixels_resized_masks_and_failures(tmp_path):
     mask = np.zeros((24, 32, 3), np.uint8)
     mask[:] = PALETTE["road"]
-    mask[:6] = (255, 255, 0)  # 25% undeclared
+    mask[:6] = (255, 255, 0)  # 25% unknown: no ROI declares it
     cv2.imwrite(str(tmp_path / "m.png"), cv2.cvtColor(mask, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(tmp_path / "i.png"), np.full((48, 64, 3), 90, np.uint8))
     rois = [{"label": ["road"], "mask": {"id": "seg", "value": list(PALETTE["road"])}}]
@@ -111,11 +127,11 @@ def test_warnings_for_unknown_pixels_resized_masks_and_failures(tmp_path):
     (tmp_path / "frames.json").write_text(json.dumps(frames))
     summary = preview(tmp_path / "frames.json", tmp_path / "out")
     first, second = summary.rows
-    assert any("25.0% of the mask's pixels match no declared colour" in w for w in first.warnings)
+    assert any("25.0% of the mask's pixels are unknown (ignore_index 255)" in w for w in first.warnings)
     assert any("mask resized" in w for w in first.warnings)
     assert second.overlay is None and any(w.startswith("failed:") and "missing.png" in w for w in second.warnings)
     page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
-    assert "match no declared colour" in page and "missing.png" in page
+    assert "pixels are unknown" in page and "missing.png" in page
     overlay_png = read_rgb(tmp_path / "out" / first.overlay)
     assert overlay_png.shape == (48, 64, 3)
     assert (overlay_png[:12] == (255, 0, 255)).all(axis=2).any()  # the unknown rows are hatched

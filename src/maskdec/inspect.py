@@ -1,11 +1,14 @@
 """`maskdec inspect`: what a dataset's media and masks really hold.
 
 Per media file its container facts (duration, fps, size, codec, pixel
-format); the label table; and per mask file the colours actually present
-against those declared. A colour within the tolerance of a declared one is
-*snapped* (a lossy codec's drift, measured); anything farther is
-*undeclared*, and undeclared colours are clustered (a lossy codec smears one
-wrong colour into many near ones) and reported with their pixel share.
+format); the label table; and per mask file how its pixels met the
+declarations. The exact / snapped / unknown counts are `Sample.stats`, summed:
+the samples are made exactly as `maskdec export` makes them (same plan, same
+YUV path, same tolerance), so inspect, export manifests, preview and
+`iter_samples(..., stats=True)` agree pixel for pixel. On top of the counts,
+each mask frame is also decoded to RGB to say *which* colours the unknown
+pixels have (clustered: a lossy codec smears one wrong colour into many near
+ones) and how far labelled pixels drifted from their declared colour.
 """
 from __future__ import annotations
 
@@ -13,17 +16,20 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Optional, Sequence, Union
 
+import cv2
 import numpy as np
 
 from .errors import MaskdecError
+from .exported import exported_samples
+from .labels import LabelTable
 from .lut import DEFAULT_LOSSY_TOLERANCE
 from .media.reader import MediaReader, mask_pixels
 from .media.uri import resolve_uri
-from .samples import FramesArg, SampleRequest, _as_frames, plan_samples
+from .samples import FramesArg, Sample, SampleFailure, SampleRequest, _as_frames, _FileServer, plan_samples
 
 __all__ = ["MediaInfo", "ColourCluster", "MaskReport", "InspectReport", "inspect_frames", "media_info"]
 
-#: At most this many undeclared clusters are listed per mask file; the rest are summed as "other".
+#: At most this many clusters of unknown pixels' colours are listed per mask file; the rest are summed as "other".
 MAX_CLUSTERS = 20
 
 
@@ -47,13 +53,13 @@ class MediaInfo:
 
 @dataclass
 class ColourCluster:
-    """Undeclared colours around `colour` (the most frequent of them), within the cluster radius."""
+    """Colours of unknown pixels around `colour` (the most frequent of them), within the cluster radius."""
 
     colour: list[int]
     pixels: int
     share: float  # of the mask file's inspected pixels
     colours: int  # distinct colours in the cluster
-    nearest: Optional[list[int]]  # the nearest declared colour
+    nearest: Optional[list[int]]  # the nearest colour declared for this mask file (by any frame)
     nearest_name: Optional[str]
     distance: Optional[float]
     frames: list[int]  # frame indices where it occurs (at most 20)
@@ -61,7 +67,8 @@ class ColourCluster:
 
 @dataclass
 class MaskReport:
-    """The colours of one mask file against its declarations, over the inspected samples."""
+    """One mask file over its inspected samples. exact + snapped + unknown == pixels,
+    each the sum of the samples' `Sample.stats`."""
 
     uri: str
     tolerance: float
@@ -69,11 +76,11 @@ class MaskReport:
     pixels: int = 0
     exact: int = 0
     snapped: int = 0
-    undeclared: int = 0
+    unknown: int = 0
     declared: list[dict] = field(default_factory=list)  # {colour, name, pixels, share}
     never_seen: list[dict] = field(default_factory=list)  # {colour, name}
     clusters: list[ColourCluster] = field(default_factory=list)
-    other_undeclared: int = 0  # pixels of undeclared colours beyond the listed clusters
+    other_unknown: int = 0  # unknown pixels whose colours fall beyond the listed clusters
     min_declared_distance: Optional[float] = None
     closest_pair: Optional[list[str]] = None
     drift_mean: Optional[float] = None
@@ -82,8 +89,13 @@ class MaskReport:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def undeclared_share(self) -> float:
-        return self.undeclared / self.pixels if self.pixels else 0.0
+    def unknown_share(self) -> float:
+        return self.unknown / self.pixels if self.pixels else 0.0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The counts in the shape of an export manifest's `stats`."""
+        return {"exact": self.exact, "snapped": self.snapped, "unknown": self.unknown}
 
 
 @dataclass
@@ -103,7 +115,8 @@ class InspectReport:
     def to_dict(self) -> dict:
         out = asdict(self)
         for report, d in zip(self.mask_reports, out["mask_reports"]):
-            d["undeclared_share"] = report.undeclared_share
+            d["unknown_share"] = report.unknown_share
+            d["stats"] = report.stats
         return out
 
     def format_text(self) -> str:
@@ -139,24 +152,27 @@ def media_info(uri: str, role: str) -> MediaInfo:
 
 # ------------------------------------------------------------------ colours
 
-def _pixel_colours(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct colours of a mask ((K, 3) RGB, or (K, 1) for 16-bit greys) and their pixel counts."""
+def _packed(pixels: np.ndarray) -> np.ndarray:
+    """One int64 key per pixel: r << 16 | g << 8 | b, or the grey value."""
     if pixels.ndim == 3:
-        p = pixels[:, :, :3].astype(np.uint32)
-        keys, counts = np.unique((p[..., 0] << 16) | (p[..., 1] << 8) | p[..., 2], return_counts=True)
-        colours = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1)
-    else:
-        values, counts = np.unique(pixels, return_counts=True)
-        values = values.astype(np.int64)[:, None]
-        colours = np.repeat(values, 3, axis=1) if pixels.dtype == np.uint8 else values
-    return colours.astype(np.int64), counts.astype(np.int64)
+        p = pixels[:, :, :3].astype(np.int64)
+        return (p[..., 0] << 16) | (p[..., 1] << 8) | p[..., 2]
+    return pixels.astype(np.int64)
 
 
-def _declared_for(colours: Sequence[tuple[int, ...]], channels: int) -> list[tuple[int, ...]]:
-    """Declared colours in the pixels' units: RGB triples, or single greys for 16-bit masks."""
+def _unpacked(keys: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """(K, 3) RGB colours of packed keys; 8-bit greys as (v, v, v), 16-bit greys as (K, 1)."""
+    if pixels.ndim == 3:
+        return np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1)
+    return np.repeat(keys[:, None], 3, axis=1) if pixels.dtype == np.uint8 else keys[:, None]
+
+
+def _in_units(colour: Sequence[int], channels: int) -> Optional[tuple[int, ...]]:
+    """A declared colour in the pixels' units: an RGB triple, or a single grey for 16-bit masks
+    (None when it cannot occur in such a mask)."""
     if channels == 3:
-        return [tuple(c) for c in colours if len(c) == 3]
-    return [(c[0],) for c in colours if len(c) == 1 or c[0] == c[1] == c[2]]
+        return tuple(colour) if len(colour) == 3 else None
+    return (colour[0],) if len(colour) == 1 or colour[0] == colour[1] == colour[2] else None
 
 
 def _distances(colours: np.ndarray, declared: np.ndarray) -> np.ndarray:
@@ -187,88 +203,102 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> flo
 
 
 class _MaskAccumulator:
-    """Collects one mask file's colours over its samples."""
+    """Collects one mask file's samples: their stats, and the colours behind their label maps."""
 
-    def __init__(self, uri: str, tolerance: float) -> None:
+    def __init__(self, uri: str, tolerance: float, names: Mapping[int, str], ignore_index: int) -> None:
         self.report = MaskReport(uri=uri, tolerance=tolerance)
-        self.names: dict[tuple, str] = {}  # declared colour (pixel units) -> class name
-        self.hits: dict[tuple, int] = {}  # declared colour -> exact + snapped pixels
-        self.undeclared: dict[tuple, int] = {}
-        self.undeclared_frames: dict[tuple, list[int]] = {}
-        self.drift: dict[float, int] = {}
+        self.names = names
+        self.ignore_index = ignore_index
+        self.hits: dict[tuple, int] = {}  # (declared colour in pixel units, class name) -> labelled pixels
+        self.unknown: dict[tuple, int] = {}  # colour of unknown pixels -> pixels
+        self.unknown_frames: dict[tuple, list[int]] = {}
+        self.drift: dict[float, int] = {}  # RGB distance of a labelled pixel to its class's colour -> pixels
 
-    def add(self, pixels: np.ndarray, request: SampleRequest, names: Mapping[int, str]) -> None:
+    def add(self, sample: Sample, pixels: np.ndarray, request: SampleRequest) -> None:
         r = self.report
-        colours, counts = _pixel_colours(pixels)
-        channels = colours.shape[1]
-        table = request.table
-        declared_all = [] if table is None else list(zip(table.colours, table.ids))
-        declared = []
-        for colour, label in declared_all:
-            unit = _declared_for([colour], channels)
-            if unit:
-                declared.append(unit[0])
-                self.names.setdefault(unit[0], names.get(label, f"id {label}"))
-                self.hits.setdefault(unit[0], 0)
+        stats = sample.stats
         r.samples += 1
-        r.pixels += int(counts.sum())
-        if declared:
-            d = _distances(colours, np.array(declared, np.int64))
-            nearest = d.argmin(axis=1)
-            dist = d[np.arange(len(colours)), nearest]
-        else:
-            nearest = np.zeros(len(colours), np.int64)
-            dist = np.full(len(colours), np.inf)
-        matched = dist <= self.report.tolerance
-        r.exact += int(counts[dist == 0].sum())
-        r.snapped += int(counts[matched & (dist > 0)].sum())
-        r.undeclared += int(counts[~matched].sum())
-        for k in np.flatnonzero(matched):
-            self.hits[declared[nearest[k]]] += int(counts[k])
-            key = round(float(dist[k]), 2)
-            self.drift[key] = self.drift.get(key, 0) + int(counts[k])
-        for k in np.flatnonzero(~matched):
+        r.pixels += stats.total
+        r.exact += stats.exact
+        r.snapped += stats.snapped
+        r.unknown += stats.unknown
+        channels = 3 if pixels.ndim == 3 or pixels.dtype == np.uint8 else 1
+        declared: list[tuple[tuple, int]] = []  # (colour in pixel units, label id) of this frame
+        table = request.table
+        for colour, label in ([] if table is None else zip(table.colours, table.ids)):
+            unit = _in_units(colour, channels)
+            if unit is not None:
+                declared.append((unit, int(label)))
+                self.hits.setdefault((unit, self.names.get(int(label), f"id {label}")), 0)
+        label_map = sample.label_map
+        if label_map.shape != pixels.shape[:2]:  # resized to its image: back to the mask's own pixels
+            label_map = cv2.resize(label_map, (pixels.shape[1], pixels.shape[0]),
+                                   interpolation=cv2.INTER_NEAREST_EXACT)
+        # every distinct (colour, label) pair of the frame, with its pixel count
+        keys, counts = np.unique(_packed(pixels) << 16 | label_map.astype(np.int64), return_counts=True)
+        labels = keys & 0xFFFF
+        colours = _unpacked(keys >> 16, pixels)
+        unknown = labels == self.ignore_index
+        for k in np.flatnonzero(unknown):
             colour = tuple(int(c) for c in colours[k])
-            self.undeclared[colour] = self.undeclared.get(colour, 0) + int(counts[k])
-            seen = self.undeclared_frames.setdefault(colour, [])
-            if len(seen) < 20 and request.frame_index not in seen:
-                seen.append(request.frame_index)
+            self.unknown[colour] = self.unknown.get(colour, 0) + int(counts[k])
+            seen = self.unknown_frames.setdefault(colour, [])
+            if len(seen) < 20 and sample.frame_index not in seen:
+                seen.append(sample.frame_index)
+        known = np.flatnonzero(~unknown)
+        if not known.size or not declared:
+            return
+        d = _distances(colours[known], np.array([c for c, _ in declared], np.int64))
+        own = labels[known][:, None] == np.array([label for _, label in declared])[None, :]
+        d[~own] = np.inf  # a labelled pixel drifted from a colour of its own class
+        nearest = d.argmin(axis=1)
+        dist = d[np.arange(known.size), nearest]
+        for k, j, dd in zip(known, nearest, dist):
+            if not np.isfinite(dd):
+                continue
+            colour, label = declared[j]
+            self.hits[(colour, self.names.get(label, f"id {label}"))] += int(counts[k])
+            if dd <= r.tolerance:  # not pixels labelled beyond it (YUV edge repair)
+                rounded = round(float(dd), 2)
+                self.drift[rounded] = self.drift.get(rounded, 0) + int(counts[k])
 
     def finish(self, cluster_radius: float) -> MaskReport:
         r = self.report
         total = max(r.pixels, 1)
-        declared = list(self.names)
-        for colour in declared:
-            entry = {"colour": list(colour), "name": self.names[colour], "pixels": self.hits[colour],
-                     "share": self.hits[colour] / total}
-            r.declared.append(entry)
-            if self.hits[colour] == 0:
-                r.never_seen.append({"colour": list(colour), "name": self.names[colour]})
+        for (colour, name), pixels in self.hits.items():
+            r.declared.append({"colour": list(colour), "name": name, "pixels": pixels, "share": pixels / total})
+            if pixels == 0:
+                r.never_seen.append({"colour": list(colour), "name": name})
+        colour_names: dict[tuple, str] = {}
+        for colour, name in self.hits:
+            colour_names.setdefault(colour, name)
+        declared = list(colour_names)
         if len(declared) >= 2:
             arr = np.array(declared, np.int64)
             d = _distances(arr, arr)
             d[np.diag_indices_from(d)] = np.inf
             i, j = np.unravel_index(np.argmin(d), d.shape)
             r.min_declared_distance = round(float(d[i, j]), 2)
-            r.closest_pair = [self.names[declared[i]], self.names[declared[j]]]
+            r.closest_pair = [colour_names[declared[i]], colour_names[declared[j]]]
         if self.drift:
             values = np.array(list(self.drift), np.float64)
             weights = np.array(list(self.drift.values()), np.float64)
             r.drift_mean = round(float((values * weights).sum() / weights.sum()), 2)
             r.drift_p99 = round(_weighted_quantile(values, weights, 0.99), 2)
             r.drift_max = round(float(values.max()), 2)
-        if self.undeclared:
-            colours = np.array(list(self.undeclared), np.int64)
-            counts = np.array(list(self.undeclared.values()), np.int64)
-            clusters, r.other_undeclared = _cluster(colours, counts, cluster_radius, MAX_CLUSTERS)
+        if self.unknown:
+            colours = np.array(list(self.unknown), np.int64)
+            counts = np.array(list(self.unknown.values()), np.int64)
+            clusters, r.other_unknown = _cluster(colours, counts, cluster_radius, MAX_CLUSTERS)
             for centre, members in clusters:
                 pixels = int(counts[members].sum())
-                frames = sorted({f for m in members for f in self.undeclared_frames[tuple(colours[m])]})[:20]
+                frames = sorted({f for m in members for f in self.unknown_frames[tuple(colours[m])]})[:20]
                 nearest = nearest_name = distance = None
                 if declared:
                     dd = _distances(colours[centre][None], np.array(declared, np.int64))[0]
                     k = int(dd.argmin())
-                    nearest, nearest_name, distance = list(declared[k]), self.names[declared[k]], round(float(dd[k]), 2)
+                    nearest, nearest_name = list(declared[k]), colour_names[declared[k]]
+                    distance = round(float(dd[k]), 2)
                 r.clusters.append(ColourCluster(colour=[int(c) for c in colours[centre]], pixels=pixels,
                                                 share=pixels / total, colours=int(members.size), nearest=nearest,
                                                 nearest_name=nearest_name, distance=distance, frames=frames))
@@ -279,8 +309,8 @@ class _MaskAccumulator:
         r = self.report
         for c in r.clusters:
             if c.share >= 0.001:
-                r.warnings.append(f"{r.uri}: undeclared colour {c.colour} covers {100 * c.share:.2f}% of the "
-                                  f"pixels (frames {c.frames[:5]}); an ROI is missing or wrong")
+                r.warnings.append(f"{r.uri}: {100 * c.share:.2f}% of the pixels are unknown, colour {c.colour} "
+                                  f"(frames {c.frames[:5]}); an ROI is missing or wrong")
         for n in r.never_seen:
             r.warnings.append(f"{r.uri}: declared colour {n['colour']} ({n['name']}) never occurs")
         if r.min_declared_distance is not None and r.drift_p99 is not None \
@@ -303,14 +333,15 @@ def inspect_frames(
 ) -> InspectReport:
     """Inspect the media and mask colours of `frames`.
 
-    tolerance: RGB distance that counts as a declared colour's drift (default: 0 for
+    Samples are planned and mapped as `export` does (same options, same defaults), so
+    each mask report's exact / snapped / unknown counts are the sum of its samples'
+    `Sample.stats`. tolerance: RGB distance within which a colour snaps (default: 0 for
     lossless masks, DEFAULT_LOSSY_TOLERANCE for lossy ones). cluster_radius: how close
-    undeclared colours join one cluster (default: the tolerance). max_samples: inspect
-    at most this many samples per mask file (evenly spread; default all).
+    colours of unknown pixels join one cluster (default: the tolerance). max_samples:
+    inspect at most this many samples per mask file (evenly spread; default all).
     """
     frame_list = _as_frames(frames)
-    table, requests = plan_samples(frame_list, labels=labels, mask_labels=mask_labels, ignore_index=ignore_index,
-                                   strict=False)
+    table, requests = plan_samples(frame_list, labels=labels, mask_labels=mask_labels, ignore_index=ignore_index)
     names = table.names()
     failures: list[str] = []
     roles: dict[str, set] = {}  # every media file, sources without masks too
@@ -324,24 +355,26 @@ def inspect_frames(
             failures.append(f"{r.where}: {r.error}")
     media = [media_info(uri, "+".join(sorted(rs, reverse=True))) for uri, rs in roles.items()]
     by_uri = {m.uri: m for m in media}
-    for m in media:
-        if m.error:
-            failures.append(m.error)
+    failures += [m.error for m in media if m.error]
 
     by_mask: dict[str, list[SampleRequest]] = {}
     for r in requests:
         if r.error is None and by_uri[r.mask_uri].error is None:
             by_mask.setdefault(r.mask_uri, []).append(r)
-    reports = []
-    for uri, reqs in by_mask.items():
+    chosen: set[int] = set()
+    for reqs in by_mask.values():
         if max_samples is not None and len(reqs) > max_samples:
-            picks = np.linspace(0, len(reqs) - 1, max_samples).round().astype(int)
-            reqs = [reqs[i] for i in sorted(set(picks))]
-        info = by_uri[uri]
-        tol = tolerance if tolerance is not None else (0.0 if info.lossless else DEFAULT_LOSSY_TOLERANCE)
-        acc = _MaskAccumulator(uri, tol)
-        _decode_masks(uri, reqs, acc, names, failures)
-        reports.append(acc.finish(tol if cluster_radius is None else cluster_radius))
+            reqs = [reqs[i] for i in sorted(set(np.linspace(0, len(reqs) - 1, max_samples).round().astype(int)))]
+        chosen.update(id(r) for r in reqs)
+    selected = [r for r in requests if id(r) in chosen]  # input order, as export serves them
+
+    accumulators = {}
+    for uri in by_mask:
+        tol = tolerance if tolerance is not None else (0.0 if by_uri[uri].lossless else DEFAULT_LOSSY_TOLERANCE)
+        accumulators[uri] = _MaskAccumulator(uri, tol, names, table.ignore_index)
+    _collect(table, selected, tolerance, accumulators, failures)
+    reports = [acc.finish(acc.report.tolerance if cluster_radius is None else cluster_radius)
+               for acc in accumulators.values()]
 
     warnings = [w for rep in reports for w in rep.warnings]
     for r in requests:
@@ -358,23 +391,31 @@ def inspect_frames(
                          warnings=warnings)
 
 
-def _decode_masks(uri: str, reqs: list[SampleRequest], acc: _MaskAccumulator, names: Mapping[int, str],
-                  failures: list[str]) -> None:
-    """Decode the needed frames of one mask file in one forward pass and feed them to `acc`."""
-    wanted: dict[int, list[SampleRequest]] = {}
-    for r in reqs:
-        wanted.setdefault(r.mask_ts, []).append(r)
+def _collect(table: LabelTable, selected: list[SampleRequest], tolerance: Optional[float],
+             accumulators: dict[str, _MaskAccumulator], failures: list[str]) -> None:
+    """Make the samples as export does (stats on, YUV path, failures yielded) and, beside them,
+    decode each mask frame once more as RGB pixels for the colour report."""
+    samples = exported_samples(table, selected, tolerance=tolerance, images=False)
+    stamps: dict[str, list[int]] = {}
+    for r in selected:
+        stamps.setdefault(r.mask_uri, []).append(r.mask_ts)
+    rgb = {uri: _FileServer(uri, ts, mask_pixels, unit="ms", threads=None) for uri, ts in stamps.items()}
     try:
-        with MediaReader(uri) as reader:
-            for ts, frame in reader.frames_at(list(wanted)):
-                if isinstance(frame, MaskdecError):
-                    failures.extend(f"{r.where}: {frame}" for r in wanted[ts])
-                    continue
-                pixels = mask_pixels(frame)
-                for r in wanted[ts]:
-                    acc.add(pixels, r, names)
-    except MaskdecError as exc:
-        failures.append(str(exc))
+        for request, result in zip(selected, samples):
+            try:
+                pixels = rgb[request.mask_uri].take(request.mask_ts)  # always taken: frees the frame
+            except MaskdecError as exc:
+                pixels = exc
+            if isinstance(result, SampleFailure):
+                failures.append(f"{request.where}: {result.error}")
+            elif isinstance(pixels, MaskdecError):
+                failures.append(f"{request.where}: {pixels}")
+            else:
+                accumulators[request.mask_uri].add(result, pixels, request)
+    finally:
+        samples.close()
+        for server in rgb.values():
+            server.close()
 
 
 def _format_text(rep: InspectReport) -> str:
@@ -392,23 +433,24 @@ def _format_text(rep: InspectReport) -> str:
     lines += [f"  {i:>5}  {name}" for name, i in sorted(rep.labels.items(), key=lambda kv: kv[1])]
     for r in rep.mask_reports:
         pct = (lambda n: 100.0 * n / r.pixels if r.pixels else 0.0)
-        lines += ["", f"mask {r.uri}: {r.samples} samples, tolerance {r.tolerance:g}",
+        lines += ["", f"mask {r.uri}: {r.samples} samples, {r.pixels} pixels, tolerance {r.tolerance:g}",
                   f"  pixels: {pct(r.exact):.2f}% exact, {pct(r.snapped):.2f}% snapped, "
-                  f"{pct(r.undeclared):.2f}% undeclared"]
+                  f"{pct(r.unknown):.2f}% unknown"]
         for d in r.declared:
             lines.append(f"  declared {d['colour']} {d['name']}: {100 * d['share']:.2f}%")
         for c in r.clusters:
             near = f", nearest declared {c.nearest} {c.nearest_name} at {c.distance}" if c.nearest else ""
-            lines.append(f"  UNDECLARED {c.colour}: {100 * c.share:.2f}% ({c.colours} colours{near}; "
+            lines.append(f"  UNKNOWN {c.colour}: {100 * c.share:.2f}% ({c.colours} colours{near}; "
                          f"frames {c.frames[:5]})")
-        if r.other_undeclared:
-            lines.append(f"  UNDECLARED other: {pct(r.other_undeclared):.2f}%")
+        if r.other_unknown:
+            lines.append(f"  UNKNOWN other colours: {pct(r.other_unknown):.2f}%")
         for n in r.never_seen:
             lines.append(f"  never seen: {n['colour']} {n['name']}")
         if r.min_declared_distance is not None:
             lines.append(f"  closest declared colours: {r.closest_pair} at {r.min_declared_distance}")
         if r.drift_p99 is not None:
-            lines.append(f"  measured drift: mean {r.drift_mean}, p99 {r.drift_p99}, max {r.drift_max}")
+            lines.append(f"  drift of labelled pixels from their declared colour: mean {r.drift_mean}, "
+                         f"p99 {r.drift_p99}, max {r.drift_max}")
     if rep.failures:
         lines += ["", "failures:"] + [f"  {f}" for f in rep.failures]
     if rep.warnings:

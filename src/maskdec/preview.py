@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 
 from .errors import MaskdecError
+from .exported import exported_samples
 from .labels import LabelTable
-from .samples import FramesArg, Sample, SampleFailure, SampleIterator, SampleRequest, _as_frames, plan_samples
+from .samples import FramesArg, Sample, SampleFailure, SampleRequest, _as_frames, plan_samples
 
 __all__ = ["PreviewSummary", "preview", "overlay", "boundaries", "label_colours"]
 
@@ -59,6 +60,19 @@ class PreviewSummary:
     @property
     def warnings(self) -> list[str]:
         return [w for r in self.rows for w in r.warnings]
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Exact / snapped / unknown mask pixels over the previewed samples (their `Sample.stats`)."""
+        return _total_stats(self.rows)
+
+
+def _total_stats(rows: Sequence[PreviewRow]) -> dict[str, int]:
+    total = {"exact": 0, "snapped": 0, "unknown": 0}
+    for row in rows:
+        for key, value in (row.stats or {}).items():
+            total[key] += value
+    return total
 
 
 def label_colours(labels: LabelTable, requests: Sequence[SampleRequest]) -> dict[int, tuple[int, int, int]]:
@@ -154,8 +168,7 @@ def preview(
         requests = requests[:max_samples]
     colours = label_colours(table, requests)
     names = table.names()
-    samples = SampleIterator(table, requests, tolerance=tolerance, images=True, strict_sizes=False,
-                             timestamp_unit="ms", threads=None, raise_errors=False, stats=True)
+    samples = exported_samples(table, requests, tolerance=tolerance, images=True)  # stats as export counts them
     rows: list[PreviewRow] = []
     thumbs: list[tuple[np.ndarray, str]] = []
     for request, result in zip(requests, samples):
@@ -191,7 +204,7 @@ def _preview_sample(out: Path, sample: Sample, row: PreviewRow, colours: Mapping
         row.stats = sample.stats.to_dict()
         if sample.stats.total and sample.stats.unknown / sample.stats.total > UNKNOWN_WARNING_SHARE:
             row.warnings.append(f"{100 * sample.stats.unknown / sample.stats.total:.1f}% of the mask's pixels "
-                                "match no declared colour")
+                                f"are unknown (ignore_index {ignore_index})")
         if sample.stats.total != label_map.size:
             row.warnings.append(f"mask resized to the image's {label_map.shape[1]}x{label_map.shape[0]}")
 
@@ -227,11 +240,14 @@ img.thumb { max-width: 240px; }
 def _index_html(rows: list[PreviewRow], colours: Mapping[str, tuple], has_sheet: bool, table: LabelTable) -> str:
     e = html.escape
     n_warn = sum(len(r.warnings) for r in rows)
+    stats = _total_stats(rows)
+    total = max(sum(stats.values()), 1)
+    shares = ", ".join(f"{100 * v / total:.2f}% {k}" for k, v in stats.items())
     parts = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\"><title>maskdec preview</title>",
              f"<style>{_CSS}</style></head><body>", "<h1>maskdec preview</h1>",
              f"<p>{len(rows)} samples, {n_warn} warnings; ignore_index {table.ignore_index} "
-             "(unknown pixels hatched in magenta)</p>", "<h2>Classes</h2><table><tr><th>id</th><th>class</th>"
-             "<th>colour</th></tr>"]
+             "(unknown pixels hatched in magenta)</p>", f"<p>mask pixels: {shares}</p>",
+             "<h2>Classes</h2><table><tr><th>id</th><th>class</th><th>colour</th></tr>"]
     for name, i in sorted(table.ids.items(), key=lambda kv: kv[1]):
         c = colours.get(name)
         swatch = f'<span class="swatch" style="background: rgb{tuple(c)}"></span> {list(c)}' if c else ""
