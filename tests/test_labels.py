@@ -182,13 +182,24 @@ def test_rules_apply_within_the_rois_sources():
         roi(["x"], "whatever", [1, 1, 1], sources=["b"]),        # rule 3 on b
         roi(["y"], "road", [2, 2, 2], sources=["c"]),            # rule 1 on c
         roi(["inst"], "bike", [3, 3, 3], sources=["a"]),         # rule 2 on a
-        roi(["z"], "road", [4, 4, 4], sources=["a", "c"]),       # rule 1 finds c's road
-        roi(["w"], "whatever", [5, 5, 5], sources=["a", "b"]),   # rule 3 falls to b
+        roi(["z"], "road", [4, 4, 4], sources=["b", "c"]),       # rule 3 on b, rule 1 on c: both paint
+        roi(["inst"], "car", [5, 5, 5], sources=["a", "c"]),     # rule 2 on a (class car), rule 1 on c (class inst)
     ])
     assert summary(mask_declarations(f)) == {
-        ("a", "seg"): {}, ("a", "inst"): {(3, 3, 3): "bike"}, ("b", "only"): {(1, 1, 1): "x", (5, 5, 5): "w"},
-        ("c", "car"): {}, ("c", "road"): {(2, 2, 2): "y", (4, 4, 4): "z"},
+        ("a", "seg"): {}, ("a", "inst"): {(3, 3, 3): "bike", (5, 5, 5): "car"},
+        ("b", "only"): {(1, 1, 1): "x", (4, 4, 4): "z"},
+        ("c", "car"): {(5, 5, 5): "inst"}, ("c", "road"): {(2, 2, 2): "y", (4, 4, 4): "z"},
     }
+
+
+def test_a_multi_source_roi_ambiguous_in_one_source():
+    masks = {"a": ["seg", "inst"], "c": ["car", "road"]}
+    f = frame(masks, [roi(["z"], "road", [4, 4, 4], sources=["a", "c"])])  # a has two masks, none named
+    with pytest.raises(FrameFormatError, match=r"source 'a'"):
+        mask_declarations(f)
+    with pytest.warns(MaskdecWarning, match=r"source 'a'.*skipped for that source"):
+        found = summary(mask_declarations(f, strict=False))
+    assert found == {("a", "seg"): {}, ("a", "inst"): {}, ("c", "car"): {}, ("c", "road"): {(4, 4, 4): "z"}}
 
 
 def test_mask_of_another_source_does_not_count():

@@ -241,7 +241,7 @@ def test_yuv_kernel_agrees_with_the_table_lookup(data, table, tolerance, shape, 
     u = strided(data.draw, (ch, cw), 255, np.uint8)
     v = strided(data.draw, (ch, cw), 255, np.uint8)
     planes = YuvPlanes(y, u, v, sx, sy, matrix, full_range)
-    got = _map_yuv(planes, table, tolerance, None, edge_repair=False)
+    got = _map_yuv(planes, table.palette, table.remap, tolerance, None, edge_repair=False)
     lut = table.yuv_lut(tolerance, matrix, full_range)
     rows, cols = np.arange(h)[:, None] >> sy, np.arange(w)[None, :] >> sx
     keys = (u[rows, cols].astype(np.int64) << 16) | (v[rows, cols].astype(np.int64) << 8) | y

@@ -136,7 +136,7 @@ def test_edge_repair_beats_plain_yuv_and_rgb(lossy_frames):
     frames, truth = lossy_frames
     table = ColourTable(tuple(PALETTE.values()), tuple(range(len(PALETTE))), 255)
     repaired = np.mean([(map_pixels(mask_data(f), table, 60) == t).mean() for f, t in zip(frames, truth)])
-    plain = np.mean([(_map_yuv(yuv_planes(f), table, 60, None, edge_repair=False) == t).mean()
+    plain = np.mean([(_map_yuv(yuv_planes(f), table.palette, table.remap, 60, None, edge_repair=False) == t).mean()
                      for f, t in zip(frames, truth)])
     rgb = np.mean([(map_pixels(mask_pixels(f), table, 60) == t).mean() for f, t in zip(frames, truth)])
     assert repaired > plain and repaired > rgb
@@ -151,7 +151,7 @@ def test_edge_repair_only_changes_pixels_that_match_nothing_well(lossy_frames):
     dist = table.yuv_distance("bt601", False)
     planes = yuv_planes(frames[2])
     repaired = map_pixels(planes, table, 60)
-    plain = _map_yuv(planes, table, 60, None, edge_repair=False)
+    plain = _map_yuv(planes, table.palette, table.remap, 60, None, edge_repair=False)
     u = np.repeat(np.repeat(planes.u, 2, 0), 2, 1)[:planes.y.shape[0], :planes.y.shape[1]].astype(np.uint32)
     v = np.repeat(np.repeat(planes.v, 2, 0), 2, 1)[:planes.y.shape[0], :planes.y.shape[1]].astype(np.uint32)
     far = dist[(u << 16) | (v << 8) | planes.y] > EDGE_REPAIR_DISTANCE

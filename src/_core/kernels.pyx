@@ -16,13 +16,19 @@ ctypedef fused gray_t:
     uint8_t
     uint16_t
 
+ctypedef fused pal_t:  # palette indices: 1 + the position of a colour in its palette, 0 for none
+    uint8_t
+    uint16_t
 
-def map_rgb(const uint8_t[:, :, :] image, const label_t[::1] lut, label_t[:, :] out,
+
+def map_rgb(const uint8_t[:, :, :] image, const pal_t[::1] lut, const label_t[::1] remap, label_t[:, :] out,
             const uint8_t[::1] exact=None, int64_t[::1] counts=None, int ignore=0):
-    """out[i, j] = lut[r << 16 | g << 8 | b] for the pixel (r, g, b) at image[i, j].
+    """out[i, j] = remap[lut[r << 16 | g << 8 | b]] for the pixel (r, g, b) at image[i, j]:
+    `lut` gives each colour's palette index, `remap` each palette index's label.
 
     Per-sample statistics in the same pass, with `exact` and `counts`: counts[0] += the
-    pixels whose key has exact[key] == 1, counts[1] += the pixels labelled `ignore`."""
+    pixels whose key has exact[key] == 1 and a label other than `ignore`, counts[1] += the
+    pixels labelled `ignore`."""
     cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
     cdef Py_ssize_t sj = image.strides[1], sc = image.strides[2]
     cdef const uint8_t* row
@@ -37,28 +43,28 @@ def map_rgb(const uint8_t[:, :, :] image, const label_t[::1] lut, label_t[:, :] 
             if sj == 3 and sc == 1:
                 for j in range(w):
                     key = (<uint32_t>row[3 * j] << 16) | (<uint32_t>row[3 * j + 1] << 8) | row[3 * j + 2]
-                    a = lut[key]
+                    a = remap[lut[key]]
                     out[i, j] = a
                     if stats:
-                        n += ex[key]
+                        n += ex[key] & (a != mark)
                         n_ignore += a == mark
             else:
                 for j in range(w):
                     key = ((<uint32_t>row[j * sj] << 16) | (<uint32_t>row[j * sj + sc] << 8)
                            | row[j * sj + 2 * sc])
-                    a = lut[key]
+                    a = remap[lut[key]]
                     out[i, j] = a
                     if stats:
-                        n += ex[key]
+                        n += ex[key] & (a != mark)
                         n_ignore += a == mark
     if stats:
         counts[0] += n
         counts[1] += n_ignore
 
 
-def map_gray(const gray_t[:, :] image, const label_t[::1] lut, label_t[:, :] out,
+def map_gray(const gray_t[:, :] image, const pal_t[::1] lut, const label_t[::1] remap, label_t[:, :] out,
              const uint8_t[::1] exact=None, int64_t[::1] counts=None, int ignore=0):
-    """out[i, j] = lut[image[i, j]] for 8- or 16-bit single-channel masks (`exact`, `counts`: as map_rgb)."""
+    """out[i, j] = remap[lut[image[i, j]]] for 8- or 16-bit single-channel masks (`exact`, `counts`: as map_rgb)."""
     cdef Py_ssize_t h = image.shape[0], w = image.shape[1], i, j
     cdef bint stats = exact is not None and counts is not None
     cdef const uint8_t* ex = &exact[0] if stats else NULL
@@ -67,14 +73,23 @@ def map_gray(const gray_t[:, :] image, const label_t[::1] lut, label_t[:, :] out
     with nogil:
         for i in range(h):
             for j in range(w):
-                a = lut[image[i, j]]
+                a = remap[lut[image[i, j]]]
                 out[i, j] = a
                 if stats:
-                    n += ex[image[i, j]]
+                    n += ex[image[i, j]] & (a != mark)
                     n_ignore += a == mark
     if stats:
         counts[0] += n
         counts[1] += n_ignore
+
+
+def remap(const pal_t[:, :] index, const label_t[::1] table, label_t[:, :] out):
+    """out[i, j] = table[index[i, j]]: palette indices to labels (or ROI numbers)."""
+    cdef Py_ssize_t h = index.shape[0], w = index.shape[1], i, j
+    with nogil:
+        for i in range(h):
+            for j in range(w):
+                out[i, j] = table[index[i, j]]
 
 
 def build_rgb_lut(const uint8_t[:, ::1] colours, const label_t[::1] ids, int64_t radius2,
@@ -133,13 +148,13 @@ cdef inline uint64_t _min64(uint64_t a, uint64_t b) noexcept nogil:
     return b if b < a else a
 
 
-cdef inline label_t _repair(const uint8_t* u_own, const uint8_t* v_own, const uint8_t* u_side,
-                            const uint8_t* v_side, Py_ssize_t us, Py_ssize_t vs, Py_ssize_t c, Py_ssize_t cn,
-                            uint32_t luma, const label_t* coarse_label, const uint8_t* coarse) noexcept nogil:
+cdef inline Py_ssize_t _repair(const uint8_t* u_own, const uint8_t* v_own, const uint8_t* u_side,
+                               const uint8_t* v_side, Py_ssize_t us, Py_ssize_t vs, Py_ssize_t c, Py_ssize_t cn,
+                               uint32_t luma, const pal_t* coarse_label, const uint8_t* coarse) noexcept nogil:
     """The label of the nearest colour among a pixel's chroma (column c of the rows u_own, v_own)
     and its neighbours' on its side (column cn; rows u_side, v_side), ranked by the distance
-    table `coarse` and labelled by `coarse_label` (both 64**3 cells, so they stay in cache
-    where the full table would miss on every repaired pixel)."""
+    table `coarse`; the palette index from `coarse_label` (both 64**3 cells, so they stay in
+    cache where the full table would miss on every repaired pixel)."""
     cdef uint32_t own_u = u_own[c * us], own_v = v_own[c * vs]
     cdef uint32_t hor_u = u_own[cn * us], hor_v = v_own[cn * vs]
     cdef uint32_t ver_u = u_side[c * us], ver_v = v_side[c * vs]
@@ -161,28 +176,29 @@ cdef inline label_t _repair(const uint8_t* u_own, const uint8_t* v_own, const ui
 
 
 def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
-            const label_t[::1] lut, const label_t[::1] coarse_label, const uint8_t[::1] coarse, int sentinel,
-            label_t[:, ::1] out, Py_ssize_t row0=0, Py_ssize_t row1=-1, const uint8_t[::1] exact=None,
-            int64_t[::1] counts=None, int ignore=0):
-    """out[i, j] = lut[U << 16 | V << 8 | Y], chroma taken at (i >> shift_y, j >> shift_x).
+            const pal_t[::1] lut, const pal_t[::1] coarse_label, const uint8_t[::1] coarse, int sentinel,
+            const label_t[::1] remap, label_t[:, ::1] out, Py_ssize_t row0=0, Py_ssize_t row1=-1,
+            const uint8_t[::1] exact=None, int64_t[::1] counts=None, int ignore=0):
+    """out[i, j] = remap[lut[U << 16 | V << 8 | Y]], chroma taken at (i >> shift_y, j >> shift_x):
+    `lut` gives the palette index of each YUV triple, `remap` the label of each palette index.
 
     The table is indexed chroma-major so that the luma drift inside a flat
     region stays within one cache line. Planar 4:2:0 (shifts 1, 1), 4:2:2
     (1, 0) and 4:4:4 (0, 0); NV12 passes its interleaved chroma plane as two
     strided views.
 
-    Edge repair: where `lut` holds `sentinel` (>= 0), the colour matches no
-    declared colour well, as when a pixel's chroma block straddles a class
+    Edge repair: where the label is `sentinel` (>= 0; `remap` sends the palette's
+    marked cells there), the colour matches no palette colour well, as when a pixel's chroma block straddles a class
     edge; the pixel then also tries the chroma of the neighbouring blocks on
-    its side, with its own luma, and takes the label of the one nearest to a
-    declared colour by `coarse`, a 64**3 distance table indexed by the top 6
-    bits of U, V and Y, from `coarse_label`, the label at each of its cells'
-    centre (both small enough to stay in cache).
+    its side, with its own luma, and takes the one nearest to a palette colour
+    by `coarse`, a 64**3 distance table indexed by the top 6 bits of U, V and
+    Y; its palette index comes from `coarse_label`, the index at each of its
+    cells' centre (both small enough to stay in cache), and its label from `remap`.
 
     Only rows row0 <= i < row1 (all by default) are written, so that callers
     can split a frame across threads. With `exact` and `counts`, also
-    counts[0] += the pixels whose own key has exact[key] == 1 and
-    counts[1] += the pixels labelled `ignore` (after repair).
+    counts[0] += the pixels whose own key has exact[key] == 1 and whose label is not
+    `ignore`, and counts[1] += the pixels labelled `ignore` (after repair).
     """
     cdef Py_ssize_t h = out.shape[0], w = out.shape[1], end = h if row1 < 0 else row1, i, j, c, r, rows
     cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1]
@@ -192,7 +208,7 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     cdef const uint8_t* vrow
     cdef label_t* orow
     cdef label_t* onext
-    cdef const label_t* base
+    cdef const pal_t* base
     cdef bint packed = ys == 1 and us == 1 and vs == 1 and shift_x == 1
     cdef label_t mark = <label_t>sentinel if sentinel >= 0 else 0
     cdef bint repair = sentinel >= 0
@@ -215,31 +231,31 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                 onext = &out[i + 1, 0]
                 for c in range(w >> 1):
                     base = &lut[((<uint32_t>urow[c] << 8) | vrow[c]) << 8]
-                    orow[2 * c] = base[yrow[2 * c]]
-                    orow[2 * c + 1] = base[yrow[2 * c + 1]]
-                    onext[2 * c] = base[ynext[2 * c]]
-                    onext[2 * c + 1] = base[ynext[2 * c + 1]]
+                    orow[2 * c] = remap[base[yrow[2 * c]]]
+                    orow[2 * c + 1] = remap[base[yrow[2 * c + 1]]]
+                    onext[2 * c] = remap[base[ynext[2 * c]]]
+                    onext[2 * c + 1] = remap[base[ynext[2 * c + 1]]]
                 if w & 1:
                     base = &lut[((<uint32_t>urow[w >> 1] << 8) | vrow[w >> 1]) << 8]
-                    orow[w - 1] = base[yrow[w - 1]]
-                    onext[w - 1] = base[ynext[w - 1]]
+                    orow[w - 1] = remap[base[yrow[w - 1]]]
+                    onext[w - 1] = remap[base[ynext[w - 1]]]
             elif packed:
                 for c in range(w >> 1):
                     base = &lut[((<uint32_t>urow[c] << 8) | vrow[c]) << 8]
-                    orow[2 * c] = base[yrow[2 * c]]
-                    orow[2 * c + 1] = base[yrow[2 * c + 1]]
+                    orow[2 * c] = remap[base[yrow[2 * c]]]
+                    orow[2 * c + 1] = remap[base[yrow[2 * c + 1]]]
                 if w & 1:
-                    orow[w - 1] = lut[(((<uint32_t>urow[w >> 1] << 8) | vrow[w >> 1]) << 8) | yrow[w - 1]]
+                    orow[w - 1] = remap[lut[(((<uint32_t>urow[w >> 1] << 8) | vrow[w >> 1]) << 8) | yrow[w - 1]]]
             else:
                 for j in range(w):
                     c = j >> shift_x
-                    orow[j] = lut[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]
+                    orow[j] = remap[lut[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]]
             for r in range(i, i + rows):
                 if repair:
                     _repair_row(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_x, shift_y, mark, &coarse_label[0],
-                                &coarse[0])
+                                &coarse[0], &remap[0])
                 if stats:
-                    n += _count_exact(u, v, &y[r, 0], ys, w, r, shift_x, shift_y, ex)
+                    n += _count_exact(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_x, shift_y, ex, ignore)
             i += rows
     if stats:
         counts[0] += n
@@ -248,7 +264,7 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
 
 cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const uint8_t* yrow, Py_ssize_t ys,
                              label_t* orow, Py_ssize_t w, Py_ssize_t i, int shift_x, int shift_y, label_t mark,
-                             const label_t* coarse_label, const uint8_t* coarse) noexcept nogil:
+                             const pal_t* coarse_label, const uint8_t* coarse, const label_t* remap) noexcept nogil:
     """Edge repair of the marked pixels of row i (see map_yuv)."""
     cdef Py_ssize_t us = u.strides[1], vs = v.strides[1], cw = u.shape[1], k = i >> shift_y, kn = k, j = 0, c, cn
     cdef const uint8_t* found
@@ -275,21 +291,22 @@ cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const
             cn = c - 1 if (j & 1) == 0 else c + 1
             if cn < 0 or cn >= cw:
                 cn = c
-        orow[j] = _repair(urow, vrow, uside, vside, us, vs, c, cn, yrow[j * ys], coarse_label, coarse)
+        orow[j] = remap[_repair(urow, vrow, uside, vside, us, vs, c, cn, yrow[j * ys], coarse_label, coarse)]
         j = j + 1
 
 
 cdef inline int64_t _count_exact(const uint8_t[:, :] u, const uint8_t[:, :] v, const uint8_t* yrow, Py_ssize_t ys,
-                                 Py_ssize_t w, Py_ssize_t i, int shift_x, int shift_y,
-                                 const uint8_t* exact) noexcept nogil:
-    """The pixels of row i whose own colour key is marked in `exact`."""
+                                 const label_t* orow, Py_ssize_t w, Py_ssize_t i, int shift_x, int shift_y,
+                                 const uint8_t* exact, int ignore) noexcept nogil:
+    """The pixels of row i whose own colour key is marked in `exact` and whose label is not `ignore`."""
     cdef Py_ssize_t us = u.strides[1], vs = v.strides[1], j, c
     cdef const uint8_t* urow = &u[i >> shift_y, 0]
     cdef const uint8_t* vrow = &v[i >> shift_y, 0]
     cdef int64_t n = 0
+    cdef label_t mark = <label_t>ignore
     for j in range(w):
         c = j >> shift_x
-        n += exact[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]
+        n += exact[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]] & (orow[j] != mark)
     return n
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from .errors import FrameFormatError, LabelError, MaskdecWarning, MediaNotFoundError
 from .frames import Frame, Roi, Source, _colour
 
-__all__ = ["ColourDecl", "LabelTable", "mask_declarations", "load_mask_labels", "MaskLabels"]
+__all__ = ["ColourDecl", "LabelTable", "mask_declarations", "load_mask_labels", "MaskLabels", "resolve_roi"]
 
 Colour = tuple  # (r, g, b) or (v,) for a 16-bit grey above 255
 MaskKey = tuple  # (source_id, mask_id)
@@ -93,21 +93,25 @@ def _class_of(labels: Sequence[str], enumeration: Optional[Mapping[str, int]]) -
     return labels[0]
 
 
-def _resolve_roi(frame: Frame, roi: Roi, enumeration: Optional[Mapping[str, int]]) -> Optional[tuple[Source, str, str]]:
-    """(source, mask id, class) of an ROI's colour by rules 1-3; None when ambiguous."""
+def resolve_roi(frame: Frame, roi: Roi, enumeration: Optional[Mapping[str, int]]
+                ) -> list[tuple[Source, Optional[tuple[str, str]]]]:
+    """Where an ROI's colour goes in each of its sources (rules 1-3 applied per source):
+    (source, (mask id, class)) per listed source, or (source, None) where that source is ambiguous."""
     assert roi.mask is not None
-    sources = frame.roi_sources(roi)
-    for source in sources:  # rule 1: the mask named by roi.mask.id
-        if any(m.id == roi.mask.id for m in source.masks):
-            return source, roi.mask.id, _class_of(roi.labels, enumeration)
-    for source in sources:  # rule 2: a mask named like a label; the class is roi.mask.id
-        for label in roi.labels:
-            if any(m.id == label for m in source.masks):
-                return source, label, roi.mask.id
-    for source in sources:  # rule 3: the source's only mask
-        if len(source.masks) == 1:
-            return source, source.masks[0].id, _class_of(roi.labels, enumeration)
-    return None
+    found: list[tuple[Source, Optional[tuple[str, str]]]] = []
+    for source in frame.roi_sources(roi):
+        ids = {m.id for m in source.masks}
+        if roi.mask.id in ids:  # rule 1: the mask named by roi.mask.id
+            found.append((source, (roi.mask.id, _class_of(roi.labels, enumeration))))
+            continue
+        named = next((label for label in roi.labels if label in ids), None)
+        if named is not None:  # rule 2: a mask named like a label; the class is roi.mask.id
+            found.append((source, (named, roi.mask.id)))
+        elif len(source.masks) == 1:  # rule 3: the source's only mask
+            found.append((source, (source.masks[0].id, _class_of(roi.labels, enumeration))))
+        else:
+            found.append((source, None))
+    return found
 
 
 def mask_declarations(
@@ -127,23 +131,25 @@ def mask_declarations(
     for i, roi in enumerate(frame.rois):
         if roi.mask is None:
             continue
-        found = _resolve_roi(frame, roi, enumeration)
-        if found is None:
-            message = (f"cannot tell which mask ROI colour {list(roi.mask.value)} belongs to: mask id "
-                       f"{roi.mask.id!r} and labels {roi.labels} name no mask of its sources, which have several")
-            if strict:
-                raise FrameFormatError(message, f"{where}.rois[{i}]")
-            warnings.warn(f"{where}.rois[{i}]: {message}; ROI skipped", MaskdecWarning, stacklevel=3)
-            continue
-        source, mask_id, name = found
-        decl = ColourDecl(normalise_colour(roi.mask.value), name, tuple(roi.labels), i)
-        table = by_mask.setdefault((source.id, mask_id), {})
-        other = table.get(decl.colour)
-        if other is not None and other.name != decl.name:
-            raise LabelError(
-                f"{where}: colour {list(decl.colour)} of mask {mask_id!r} (source {source.id!r}) is declared "
-                f"as {other.name!r} by {where}.{other.origin} and as {decl.name!r} by {where}.{decl.origin}")
-        table.setdefault(decl.colour, decl)
+        for source, target in resolve_roi(frame, roi, enumeration):
+            if target is None:
+                message = (f"cannot tell which mask of source {source.id!r} ROI colour {list(roi.mask.value)} "
+                           f"belongs to: mask id {roi.mask.id!r} and labels {roi.labels} name none of its "
+                           f"{len(source.masks)} masks")
+                if strict:
+                    raise FrameFormatError(message, f"{where}.rois[{i}]")
+                warnings.warn(f"{where}.rois[{i}]: {message}; ROI skipped for that source", MaskdecWarning,
+                              stacklevel=3)
+                continue
+            mask_id, name = target
+            decl = ColourDecl(normalise_colour(roi.mask.value), name, tuple(roi.labels), i)
+            table = by_mask.setdefault((source.id, mask_id), {})
+            other = table.get(decl.colour)
+            if other is not None and other.name != decl.name:
+                raise LabelError(
+                    f"{where}: colour {list(decl.colour)} of mask {mask_id!r} (source {source.id!r}) is declared "
+                    f"as {other.name!r} by {where}.{other.origin} and as {decl.name!r} by {where}.{decl.origin}")
+            table.setdefault(decl.colour, decl)
     result: dict[MaskKey, list[ColourDecl]] = {}
     for source in frame.sources:
         for mask in source.masks:

@@ -1,37 +1,112 @@
 """Colour lookup tables and the calls into the Cython kernels.
 
-A table maps every possible pixel value (2**24 RGB colours, 256 or 65536
-greys) to the id of the nearest declared colour within `tolerance` (Euclidean
-distance in the pixel's own units), or to `ignore_index`. Ties go to the
-colour declared first. Tables are built once and cached.
+Every mask file has a palette: the colours declared for it anywhere, in
+canonical (sorted) order. A palette table maps every possible pixel value
+(2**24 RGB colours, 256 or 65536 greys, or 2**24 YUV triples) to 1 + the
+position of the nearest palette colour within `tolerance` (Euclidean distance
+in the pixel's own units; ties to the smaller colour), or to 0. A sample then
+takes labels through its own small remap (palette index -> label id), so the
+tables depend only on the set of colours, never on which frame declares
+which, nor in what order. Tables are built once per palette and cached.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Optional, Sequence
+from functools import cached_property, lru_cache
+from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ._core import kernels
-from .errors import MaskdecError
+from .errors import LabelError, MaskdecError
 from .threads import kernel_threads, row_bands, run_bands  # noqa: F401  (re-exported)
 
-__all__ = ["ColourTable", "map_pixels", "DEFAULT_LOSSY_TOLERANCE", "PixelStats"]
+__all__ = ["ColourTable", "Palette", "map_pixels", "map_palette", "remap_of", "DEFAULT_LOSSY_TOLERANCE", "PixelStats",
+           "MAX_PALETTE_COLOURS"]
 
 #: Tolerance used for lossy masks when the caller gives none (RGB distance).
 DEFAULT_LOSSY_TOLERANCE = 60.0
-#: YUV pixels farther than this from every declared colour (RGB distance) straddle a
+#: YUV pixels farther than this from every palette colour (RGB distance) straddle a
 #: class edge inside their chroma block; the YUV kernel then tries the neighbouring chroma.
 EDGE_REPAIR_DISTANCE = 16
+#: Distinct colours one mask file may have: palette indices are 16-bit, with 0 for "none"
+#: and one value kept to mark pixels for edge repair.
+MAX_PALETTE_COLOURS = 65534
+
+Colour = tuple  # (r, g, b), or (v,) for a 16-bit grey above 255
+
+
+class Palette:
+    """The distinct colours of one mask file in canonical order (sorted as tuples):
+    palette index k + 1 is `colours[k]`, 0 is "no colour within the tolerance"."""
+
+    __slots__ = ("colours", "_hash", "__dict__")
+
+    def __init__(self, colours: Iterable[Colour]) -> None:
+        self.colours: tuple[Colour, ...] = tuple(sorted({tuple(int(v) for v in c) for c in colours}))
+        if len(self.colours) > MAX_PALETTE_COLOURS:
+            raise LabelError(f"{len(self.colours)} distinct colours; a mask file may have at most "
+                             f"{MAX_PALETTE_COLOURS}")
+        self._hash = hash(self.colours)
+
+    def __len__(self) -> int:
+        return len(self.colours)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Palette) and (self is other or (self._hash == other._hash
+                                                                and self.colours == other.colours))
+
+    def __repr__(self) -> str:
+        return f"Palette({len(self.colours)} colours)"
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of palette indices: room for n + 2 values (none, the colours, the repair mark)."""
+        return np.dtype(np.uint8 if len(self.colours) + 2 <= 256 else np.uint16)
+
+    @cached_property
+    def position(self) -> dict[Colour, int]:
+        """Colour -> its palette index (1-based)."""
+        return {c: k + 1 for k, c in enumerate(self.colours)}
+
+    def remap(self, labels: Mapping[Colour, int], ignore_index: int, dtype: np.dtype) -> np.ndarray:
+        """The label of each palette index (0: ignore_index; colours missing from `labels`: ignore_index),
+        plus one last entry, for the repair mark, holding a label value nothing else uses
+        (ignore_index when every value is taken)."""
+        dtype = np.dtype(dtype)
+        out = np.full(len(self.colours) + 2, ignore_index, dtype)
+        position = self.position
+        for colour, label in labels.items():
+            out[position[colour]] = label
+        used = set(np.unique(out[:-1]).tolist())
+        free = next((v for v in range(np.iinfo(dtype).max + 1) if v not in used), None)
+        if free is not None:
+            out[-1] = free
+        out.setflags(write=False)
+        return out
+
+    def identity(self) -> np.ndarray:
+        """The remap that keeps palette indices (for colour-index maps)."""
+        return _identity(len(self.colours), self.dtype.name)
+
+
+@lru_cache(maxsize=64)
+def _identity(n: int, dtype: str) -> np.ndarray:
+    out = np.arange(n + 2, dtype=dtype)
+    out.setflags(write=False)
+    return out
 
 
 @dataclass(frozen=True)
 class ColourTable:
     """Declared colours of one mask and the label id each maps to.
 
-    `colours` holds (r, g, b) triples, or (v,) for 16-bit greys above 255.
+    `colours` holds (r, g, b) triples, or (v,) for 16-bit greys above 255. When
+    one colour is declared twice, its first declaration counts.
     """
 
     colours: tuple[tuple[int, ...], ...]
@@ -43,26 +118,47 @@ class ColourTable:
         if len(self.colours) != len(self.ids):
             raise ValueError("colours and ids differ in length")
 
+    @cached_property
+    def palette(self) -> Palette:
+        return Palette(self.colours)
+
+    @cached_property
+    def remap(self) -> np.ndarray:
+        """Palette index -> label id over this table's own palette (see Palette.remap)."""
+        return remap_of(self.palette, self)
+
     def rgb_lut(self, tolerance: float) -> np.ndarray:
-        """The 2**24-entry table indexed by r << 16 | g << 8 | b."""
-        return _rgb_lut(self, _radius2(tolerance))
+        """The 2**24-entry label table indexed by r << 16 | g << 8 | b."""
+        return self.remap[_rgb_index(self.palette, _radius2(tolerance))]
 
     def yuv_lut(self, tolerance: float, matrix: str, full_range: bool) -> np.ndarray:
-        """The 2**24-entry table indexed by U << 16 | V << 8 | Y: each YUV triple's
+        """The 2**24-entry label table indexed by U << 16 | V << 8 | Y: each YUV triple's
         exact RGB value (by `matrix` and range) goes to its nearest declared colour."""
-        return _yuv_lut(self, _radius2(tolerance), matrix, full_range)[0]
+        return self.remap[_yuv_index(self.palette, _radius2(tolerance), matrix, full_range)[0]]
 
     def yuv_distance(self, matrix: str, full_range: bool) -> np.ndarray:
-        """Per YUV triple (same indexing), its RGB distance to the nearest declared colour, rounded up."""
-        return _yuv_lut(self, 0, matrix, full_range)[1]
+        """Per YUV triple (same indexing), its RGB distance to the nearest declared colour, rounded up
+        (exact up to EDGE_REPAIR_DISTANCE + 1 and within the tolerance; beyond, at least that)."""
+        return _yuv_index(self.palette, 0, matrix, full_range)[1]
 
     def gray_lut(self, tolerance: float, bits: int) -> np.ndarray:
-        """The 2**bits-entry table for grayscale masks."""
-        return _gray_lut(self, _radius2(tolerance), bits)
+        """The 2**bits-entry label table for grayscale masks."""
+        return self.remap[_gray_index(self.palette, _radius2(tolerance), bits)]
+
+
+@lru_cache(maxsize=4096)
+def remap_of(palette: Palette, table: ColourTable) -> np.ndarray:
+    """Palette index -> label id: the table's colours (its first declaration of each) get their
+    ids, the palette's other colours the table's ignore_index. The palette holds the table's colours."""
+    labels: dict[Colour, int] = {}
+    for colour, label in zip(table.colours, table.ids):
+        labels.setdefault(tuple(colour), label)
+    return palette.remap(labels, table.ignore_index, np.dtype(table.dtype))
 
 
 def _radius2(tolerance: float) -> int:
-    if tolerance is None or not tolerance >= 0:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.integer, np.floating)) \
+            or not tolerance >= 0:
         raise MaskdecError(f"tolerance must be a number >= 0, got {tolerance!r}")
     if tolerance * tolerance >= 3 * 65535 ** 2:
         return 3 * 65535 ** 2  # farther than any two pixel values: as good as inf
@@ -75,76 +171,70 @@ def _radius2(tolerance: float) -> int:
     return r2
 
 
-def _empty(table: ColourTable, size: int) -> np.ndarray:
-    return np.full(size, table.ignore_index, dtype=table.dtype)
-
-
-@lru_cache(maxsize=8)
-def _rgb_lut(table: ColourTable, radius2: int) -> np.ndarray:
-    lut = _empty(table, 1 << 24)
-    rgb = [(c, i) for c, i in zip(table.colours, table.ids) if len(c) == 3]
-    if rgb:
-        colours = np.array([c for c, _ in rgb], dtype=np.uint8).reshape(-1, 3)
-        ids = np.array([i for _, i in rgb], dtype=table.dtype)
-        best = np.full(1 << 24, 0xFFFFFFFF, dtype=np.uint32)
-        kernels.build_rgb_lut(colours, ids, min(radius2, 3 * 255 ** 2), lut, best)
-    lut.setflags(write=False)
-    return lut
+def _rgb_colours(palette: Palette) -> tuple[np.ndarray, np.ndarray]:
+    """The (r, g, b) colours of a palette as an (n, 3) uint8 array, and their palette indices."""
+    picked = [(c, k + 1) for k, c in enumerate(palette.colours) if len(c) == 3]
+    colours = np.array([c for c, _ in picked], dtype=np.uint8).reshape(-1, 3)
+    return colours, np.array([k for _, k in picked], dtype=palette.dtype)
 
 
 _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
 
 
 @lru_cache(maxsize=8)
-def _yuv_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
+def _rgb_index(palette: Palette, radius2: int) -> np.ndarray:
+    """The palette table of RGB pixels (read-only, 2**24 entries)."""
+    colours, index = _rgb_colours(palette)
+    lut = np.zeros(1 << 24, palette.dtype)
+    if len(colours):
+        best = np.full(1 << 24, 0xFFFFFFFF, dtype=np.uint32)
+        kernels.build_rgb_lut(colours, index, min(radius2, 3 * 255 ** 2), lut, best)
+    lut.setflags(write=False)
+    return lut
+
+
+@lru_cache(maxsize=8)
+def _yuv_index(palette: Palette, radius2: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The palette table of YUV triples (chroma-major) and each triple's distance to the nearest colour."""
     kr, kb = _KR_KB[matrix]
     codes = np.arange(256, dtype=np.float64)
     if full_range:
         luma, chroma = codes / 255.0, (codes - 128.0) / 255.0
     else:
         luma, chroma = (codes - 16.0) / 219.0, (codes - 128.0) / 224.0
-    lut = _empty(table, 1 << 24)
+    lut = np.zeros(1 << 24, palette.dtype)
     dist = np.full(1 << 24, 255, np.uint8)
-    rgb = [(c, i) for c, i in zip(table.colours, table.ids) if len(c) == 3]
-    if rgb:
-        colours = np.array([c for c, _ in rgb], dtype=np.float64).reshape(-1, 3)
-        ids = np.array([i for _, i in rgb], dtype=table.dtype)
-        kernels.build_yuv_lut(colours, ids, float(min(radius2, 3 * 255 ** 2)), luma, chroma, kr, kb, lut, dist)
+    colours, index = _rgb_colours(palette)
+    if len(colours):
+        kernels.build_yuv_lut(colours.astype(np.float64), index, float(min(radius2, 3 * 255 ** 2)), luma, chroma,
+                              kr, kb, lut, dist)
     lut.setflags(write=False)
     dist.setflags(write=False)
     return lut, dist
 
 
-_NO_COARSE = np.zeros(1, np.uint8)
-
-
 @lru_cache(maxsize=8)
-def _yuv_repair_lut(table: ColourTable, radius2: int, matrix: str, full_range: bool
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """For edge repair: the YUV table with cells farther than EDGE_REPAIR_DISTANCE from every
-    declared colour marked by a sentinel that no label uses; the 64**3 coarse tables of the
-    distance and the label at each cell's centre; the sentinel (-1 with the plain table if none is free)."""
-    clean, dist = _yuv_lut(table, radius2, matrix, full_range)
-    used = set(table.ids) | {table.ignore_index}
-    free = next((v for v in range(np.iinfo(table.dtype).max + 1) if v not in used), None)
-    if free is None:
-        return clean, _NO_COARSE, clean, -1
-    marked = clean.copy()
-    marked[dist > EDGE_REPAIR_DISTANCE] = free
-    coarse, coarse_label = (np.ascontiguousarray(a.reshape(256, 256, 256)[2::4, 2::4, 2::4]).reshape(-1)
+def _yuv_repair(palette: Palette, radius2: int, matrix: str, full_range: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For edge repair: the YUV palette table with cells farther than EDGE_REPAIR_DISTANCE from
+    every colour marked by index n + 1; the 64**3 coarse tables of the distance and of the palette
+    index at each cell's centre."""
+    clean, dist = _yuv_index(palette, radius2, matrix, full_range)
+    marked = np.where(dist > EDGE_REPAIR_DISTANCE, np.array(len(palette) + 1, palette.dtype), clean)
+    coarse, coarse_index = (np.ascontiguousarray(a.reshape(256, 256, 256)[2::4, 2::4, 2::4]).reshape(-1)
                             for a in (dist, clean))
-    for array in (marked, coarse, coarse_label):
+    for array in (marked, coarse, coarse_index):
         array.setflags(write=False)
-    return marked, coarse, coarse_label, free
+    return marked, coarse, coarse_index
 
 
 @lru_cache(maxsize=32)
-def _gray_lut(table: ColourTable, radius2: int, bits: int) -> np.ndarray:
+def _gray_index(palette: Palette, radius2: int, bits: int) -> np.ndarray:
     size = 1 << bits
     values = np.arange(size, dtype=np.int64)
-    lut = _empty(table, size)
+    lut = np.zeros(size, palette.dtype)
     best = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
-    for colour, label in zip(table.colours, table.ids):
+    for k, colour in enumerate(palette.colours):
         if bits == 8:
             if len(colour) != 3:
                 continue  # a 16-bit grey never occurs in an 8-bit mask
@@ -153,79 +243,98 @@ def _gray_lut(table: ColourTable, radius2: int, bits: int) -> np.ndarray:
             if len(colour) == 3 and not colour[0] == colour[1] == colour[2]:
                 continue  # a colour never occurs in a grey mask
             d2 = (values - colour[0]) ** 2
-        hit = (d2 <= radius2) & (d2 < best)
+        hit = (d2 <= radius2) & (d2 < best)  # strict: on a tie the smaller colour keeps the cell
         best[hit] = d2[hit]
-        lut[hit] = label
+        lut[hit] = k + 1
     lut.setflags(write=False)
     return lut
+
+
+_NO_COARSE = np.zeros(1, np.uint8)
 
 
 def map_pixels(pixels: np.ndarray, table: ColourTable, tolerance: float = 0.0,
                out: Optional[np.ndarray] = None, counts: Optional[np.ndarray] = None,
                threads: Optional[int] = None) -> np.ndarray:
-    """Map a mask image to label ids: (H, W, 3) uint8 RGB, (H, W) uint8 or uint16 grey.
+    """Map a mask image to label ids: (H, W, 3) uint8 RGB, (H, W) uint8 or uint16 grey,
+    or YUV planes (media.planes.YuvPlanes).
 
     Writes into `out` ((H, W), the table's dtype) when given and returns it.
     counts: an int64 array of 3 to which the pass adds the exact, snapped and
     unknown pixels (see PixelStats); the exact ones are counted by the kernel.
     threads: how many threads map a YUV frame (default kernel_threads()).
     """
+    return map_palette(pixels, table.palette, table.remap, tolerance, out, counts=counts, threads=threads)
+
+
+def map_palette(pixels, palette: Palette, remap: np.ndarray, tolerance: float, out: Optional[np.ndarray] = None,
+                *, counts: Optional[np.ndarray] = None, threads: Optional[int] = None,
+                edge_repair: bool = True) -> np.ndarray:
+    """Map pixels through `palette`'s table and then `remap` (palette index -> label, as
+    Palette.remap makes it; Palette.identity() keeps the palette indices). See map_pixels."""
+    ignore = int(remap[0])
     total = _check_counts(counts)
     counts = None if total is None else np.zeros(3, np.int64)  # this pass's own tally
     if hasattr(pixels, "matrix"):  # YuvPlanes: map straight from the planes
-        out = _map_yuv(pixels, table, tolerance, out, counts=counts, threads=threads)
-        return _add_counts(total, counts, out, table)
+        out = _map_yuv(pixels, palette, remap, tolerance, out, edge_repair=edge_repair, counts=counts,
+                       threads=threads)
+        return _add_counts(total, counts, out)
     pixels = np.asarray(pixels)
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         pixels = pixels[:, :, :3]  # alpha is dropped
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     shape = pixels.shape[:2]
+    radius2 = _radius2(tolerance)
     if pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
-        lut, kind = table.rgb_lut(tolerance), "rgb"
+        lut, kind = _rgb_index(palette, radius2), "rgb"
     elif pixels.ndim == 2 and pixels.dtype in (np.uint8, np.uint16):
-        lut, kind = table.gray_lut(tolerance, 8 * pixels.dtype.itemsize), "gray"
+        lut, kind = _gray_index(palette, radius2, 8 * pixels.dtype.itemsize), "gray"
     else:
         raise MaskdecError(f"cannot map pixels of shape {pixels.shape} and dtype {pixels.dtype}: "
                            "expected (H, W, 3) uint8 or (H, W) uint8/uint16")
-    out = _output(out, shape, table)
+    out = _output(out, shape, remap.dtype)
     exact = None
     if counts is not None:
-        exact = _rgb_exact(table) if kind == "rgb" else _gray_exact(table, 8 * pixels.dtype.itemsize)
+        exact = _rgb_exact(palette) if kind == "rgb" else _gray_exact(palette, 8 * pixels.dtype.itemsize)
     if kind == "rgb":
-        kernels.map_rgb(pixels, lut, out, exact, counts, table.ignore_index)
+        kernels.map_rgb(pixels, lut, remap, out, exact, counts, ignore)
     else:
-        kernels.map_gray(pixels, lut, out, exact, counts, table.ignore_index)
-    return _add_counts(total, counts, out, table)
+        kernels.map_gray(pixels, lut, remap, out, exact, counts, ignore)
+    return _add_counts(total, counts, out)
 
 
-def _output(out: Optional[np.ndarray], shape: tuple, table: ColourTable) -> np.ndarray:
+def _output(out: Optional[np.ndarray], shape: tuple, dtype: np.dtype) -> np.ndarray:
     if out is None:
-        return np.empty(shape, dtype=table.dtype)
-    if out.shape != tuple(shape) or out.dtype != np.dtype(table.dtype):
-        raise MaskdecError(f"out must be {tuple(shape)} {table.dtype}, got {out.shape} {out.dtype}")
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != np.dtype(dtype):
+        got = (getattr(out, "shape", None), getattr(out, "dtype", type(out).__name__))
+        raise MaskdecError(f"out must be {tuple(shape)} {np.dtype(dtype).name}, got {got[0]} {got[1]}")
     if not out.flags.writeable:
         raise MaskdecError("out is read-only")
     return out
 
 
-def _map_yuv(planes, table: ColourTable, tolerance: float, out: Optional[np.ndarray],
+def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out: Optional[np.ndarray],
              edge_repair: bool = True, counts: Optional[np.ndarray] = None,
              threads: Optional[int] = None) -> np.ndarray:
-    out = _output(out, planes.y.shape, table)
+    out = _output(out, planes.y.shape, remap.dtype)
     radius2 = _radius2(tolerance)
-    if edge_repair and (planes.shift_x or planes.shift_y):
-        lut, coarse, coarse_label, sentinel = _yuv_repair_lut(table, radius2, planes.matrix, planes.full_range)
+    ignore = int(remap[0])
+    sentinel = int(remap[-1])
+    if edge_repair and (planes.shift_x or planes.shift_y) and sentinel != ignore:
+        lut, coarse, coarse_index = _yuv_repair(palette, radius2, planes.matrix, planes.full_range)
     else:
-        lut = _yuv_lut(table, radius2, planes.matrix, planes.full_range)[0]
-        coarse, coarse_label, sentinel = _NO_COARSE, lut, -1
-    exact = None if counts is None else _yuv_exact(table, radius2, planes.matrix, planes.full_range)
+        lut = _yuv_index(palette, radius2, planes.matrix, planes.full_range)[0]
+        coarse, coarse_index, sentinel = _NO_COARSE, lut, -1
+    exact = None if counts is None else _yuv_exact(palette, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
-    args = (planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, coarse_label, coarse, sentinel, rows)
+    args = (planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, coarse_index, coarse, sentinel,
+            remap, rows)
     bands = row_bands(rows.shape[0], align=2, threads=threads)  # even, so chroma rows are not split
     parts = None if counts is None else np.zeros((len(bands), 3), np.int64)  # a row of counts per band
     run_bands(lambda r0, r1, k: kernels.map_yuv(*args, r0, r1, exact, None if parts is None else parts[k],
-                                                table.ignore_index), bands)
+                                                ignore), bands)
     if counts is not None:
         counts += parts.sum(axis=0)
     if rows is not out:
@@ -279,8 +388,7 @@ def _check_counts(counts: Optional[np.ndarray]) -> Optional[np.ndarray]:
     return counts
 
 
-def _add_counts(total: Optional[np.ndarray], tally: Optional[np.ndarray], out: np.ndarray,
-                table: ColourTable) -> np.ndarray:
+def _add_counts(total: Optional[np.ndarray], tally: Optional[np.ndarray], out: np.ndarray) -> np.ndarray:
     """The kernel put this pass's exact and ignored pixels in tally[:2]; add exact, snapped and unknown to `total`."""
     if total is not None:
         exact, unknown = int(tally[0]), int(tally[1])
@@ -288,35 +396,32 @@ def _add_counts(total: Optional[np.ndarray], tally: Optional[np.ndarray], out: n
     return out
 
 
-def _labelled(table: ColourTable, colour: tuple) -> bool:
-    return table.ids[table.colours.index(colour)] != table.ignore_index
-
-
 @lru_cache(maxsize=8)
-def _rgb_exact(table: ColourTable) -> np.ndarray:
-    """1 at r << 16 | g << 8 | b of each declared colour that has a label (a byte per key)."""
+def _rgb_exact(palette: Palette) -> np.ndarray:
+    """1 at r << 16 | g << 8 | b of each palette colour (a byte per key); the kernel counts
+    a pixel there as exact when its label is not the ignore index."""
     exact = np.zeros(1 << 24, np.uint8)  # calloc: untouched pages cost nothing
-    for c in table.colours:
-        if len(c) == 3 and _labelled(table, c):
+    for c in palette.colours:
+        if len(c) == 3:
             exact[(c[0] << 16) | (c[1] << 8) | c[2]] = 1
     exact.setflags(write=False)
     return exact
 
 
 @lru_cache(maxsize=32)
-def _gray_exact(table: ColourTable, bits: int) -> np.ndarray:
+def _gray_exact(palette: Palette, bits: int) -> np.ndarray:
     exact = np.zeros(1 << bits, np.uint8)
-    for c in table.colours:
-        if (len(c) == 1 or c[0] == c[1] == c[2]) and c[0] < exact.size and _labelled(table, c):
+    for c in palette.colours:
+        if (len(c) == 1 or c[0] == c[1] == c[2]) and c[0] < exact.size:
             exact[c[0]] = 1
     exact.setflags(write=False)
     return exact
 
 
 @lru_cache(maxsize=8)
-def _yuv_exact(table: ColourTable, radius2: int, matrix: str, full_range: bool) -> np.ndarray:
-    """1 at each YUV triple within YUV_EXACT_DISTANCE of a declared colour and labelled by the table."""
-    clean, dist = _yuv_lut(table, radius2, matrix, full_range)
-    exact = ((dist <= YUV_EXACT_DISTANCE) & (clean != table.ignore_index)).view(np.uint8)
+def _yuv_exact(palette: Palette, radius2: int, matrix: str, full_range: bool) -> np.ndarray:
+    """1 at each YUV triple within YUV_EXACT_DISTANCE of a palette colour."""
+    clean, dist = _yuv_index(palette, radius2, matrix, full_range)
+    exact = ((dist <= YUV_EXACT_DISTANCE) & (clean != 0)).view(np.uint8)
     exact.setflags(write=False)
     return exact

@@ -1,23 +1,23 @@
 """Per-ROI views of a mask: each ROI's own boolean mask, box and area, and instance maps.
 
-A mask is mapped once, to a colour-index map (index k + 1 for the k-th colour
-of the mask's ROIs, then the dataset-level colours, 0 for unknown); the label
-map, the instance map and every ROI's mask are derived from it, so all ROIs
-of a mask frame cost one decode and one kernel run.
+A mask is mapped once, to a colour-index map (the palette index of each pixel's
+colour, 0 for unknown; see lut.Palette); the label map, the instance map and
+every ROI's mask are derived from it, so all ROIs of a mask frame cost one
+decode and one kernel run.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Mapping, Optional
 
 import numpy as np
 
 from ._core import kernels
 from .buffers import ArrayPool
 from .frames import Frame, Roi
-from .labels import ColourDecl, LabelTable, normalise_colour, _resolve_roi
-from .lut import ColourTable
+from .labels import LabelTable, normalise_colour, resolve_roi
+from .lut import ColourTable, Palette, remap_of
 from .threads import row_bands, run_bands
 
 __all__ = ["RoiRef", "RoiSample", "MaskIndex", "FrameRoiPlan", "roi_index_plan", "roi_samples_of", "iter_roi_samples"]
@@ -38,19 +38,18 @@ class RoiRef:
 
 @dataclass(frozen=True, eq=False)
 class MaskIndex:
-    """How to map one mask to a colour-index map and what each index means."""
+    """What each palette index of one mask means in one frame."""
 
     rois: tuple[RoiRef, ...]
-    table: ColourTable  # colours -> index (1-based), unknown -> 0
-    classes: np.ndarray  # index -> label id (index 0 -> ignore_index)
-    roi_of_index: np.ndarray  # index -> 1-based position in `rois` of the first ROI with that colour, else 0
+    palette: Palette  # the mask file's colours: palette index k + 1 is palette.colours[k]
+    classes: np.ndarray  # palette index -> label id (this frame's declarations; others ignore_index)
+    roi_of_index: np.ndarray  # palette index -> 1-based position in `rois` of the first ROI with that colour, else 0
 
-    def label_map(self, colour_index: np.ndarray) -> np.ndarray:
-        """Label ids of a colour-index map (a kernel pass through `classes`)."""
-        lut = np.full(256 if colour_index.dtype == np.uint8 else 65536, self.classes[0], self.classes.dtype)
-        lut[: len(self.classes)] = self.classes
-        out = np.empty(colour_index.shape, self.classes.dtype)
-        kernels.map_gray(colour_index, lut, out)
+    def label_map(self, colour_index: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Label ids of a colour-index map (one kernel pass through `classes`)."""
+        if out is None:
+            out = np.empty(colour_index.shape, self.classes.dtype)
+        kernels.remap(colour_index, self.classes, out)
         return out
 
 
@@ -58,50 +57,44 @@ class FrameRoiPlan:
     """The MaskIndex of each (source id, mask id) of one frame, built on first use:
     samples that never look at their ROIs do not pay for them."""
 
-    def __init__(self, frame: Frame, decls: dict, labels: LabelTable) -> None:
+    def __init__(self, frame: Frame, decls: dict, labels: LabelTable, palettes: Mapping[tuple, Palette],
+                 tables: Mapping[tuple, ColourTable]) -> None:
         self._frame, self._decls, self._labels = frame, decls, labels
+        self._palettes, self._tables = palettes, tables
 
     @cached_property
     def indices(self) -> dict[tuple, MaskIndex]:
-        return roi_index_plan(self._frame, self._decls, self._labels)
+        return roi_index_plan(self._frame, self._decls, self._labels, self._palettes, self._tables)
 
     def get(self, source_id: str, mask_id: str) -> Optional[MaskIndex]:
         return self.indices.get((source_id, mask_id))
 
 
-def roi_index_plan(frame: Frame, decls: dict, labels: LabelTable) -> dict[tuple, MaskIndex]:
-    """A MaskIndex per (source id, mask id) of `frame`, from its declarations."""
+def roi_index_plan(frame: Frame, decls: dict, labels: LabelTable, palettes: Mapping[tuple, Palette],
+                   tables: Mapping[tuple, ColourTable]) -> dict[tuple, MaskIndex]:
+    """A MaskIndex per (source id, mask id) of `frame`, from its declarations, the palette of
+    each mask's file and each mask's colour table (this frame's colours -> label ids)."""
     refs: dict[tuple, list[RoiRef]] = {key: [] for key in decls}
     enumeration = labels.ids if labels.explicit else None
     for i, roi in enumerate(frame.rois):
         if roi.mask is None:
             continue
-        found = _resolve_roi(frame, roi, enumeration)
-        if found is None or (found[0].id, found[1]) not in refs:
-            continue  # ambiguous ROIs were reported (or skipped) by mask_declarations
-        source, mask_id, name = found
-        key = (source.id, mask_id)
-        refs[key].append(RoiRef(len(refs[key]), i, roi, normalise_colour(roi.mask.value), name, labels.id_of(name)))
+        for source, target in resolve_roi(frame, roi, enumeration):
+            if target is None or (source.id, target[0]) not in refs:
+                continue  # ambiguous ROIs were reported (or skipped) by mask_declarations
+            mask_id, name = target
+            key = (source.id, mask_id)
+            refs[key].append(RoiRef(len(refs[key]), i, roi, normalise_colour(roi.mask.value), name,
+                                    labels.id_of(name)))
     plan = {}
-    for key, mask_decls in decls.items():
-        plan[key] = _mask_index(tuple(refs[key]), mask_decls, labels)
+    for key in decls:
+        palette = palettes[key]
+        roi_of = np.zeros(len(palette) + 2, np.int32)
+        position = palette.position
+        for ref in reversed(refs[key]):  # the first ROI with a colour wins
+            roi_of[position[ref.colour]] = ref.k + 1
+        plan[key] = MaskIndex(tuple(refs[key]), palette, remap_of(palette, tables[key]), roi_of)
     return plan
-
-
-def _mask_index(rois: tuple[RoiRef, ...], decls: Sequence[ColourDecl], labels: LabelTable) -> MaskIndex:
-    by_colour = {d.colour: d for d in decls}  # the class each colour has (ROI over dataset level)
-    first_roi: dict[tuple, int] = {}  # colour -> its first ROI's k + 1 (a dict: ROIs may number 65535)
-    for ref in rois:
-        first_roi.setdefault(ref.colour, ref.k + 1)
-    for colour in by_colour:
-        first_roi.setdefault(colour, 0)
-    colours = list(first_roi)
-    roi_of = [0] + list(first_roi.values())
-    n = len(colours)
-    dtype = np.uint8 if n < 255 else np.uint16
-    table = ColourTable(tuple(colours), tuple(range(1, n + 1)), 0, np.dtype(dtype).name)
-    classes = np.array([labels.ignore_index] + [labels.id_of(by_colour[c].name) for c in colours], labels.dtype)
-    return MaskIndex(rois, table, classes, np.array(roi_of, np.int32))
 
 
 @dataclass(eq=False)

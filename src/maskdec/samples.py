@@ -17,7 +17,7 @@ import numpy as np
 from .errors import FrameFormatError, LabelError, MaskdecError, SizeMismatchError
 from .frames import Frame, Mask, Roi, Source, load_frames
 from .labels import ColourDecl, LabelTable, load_mask_labels, mask_declarations
-from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, PixelStats, map_pixels, table_for
+from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, Palette, PixelStats, map_palette, remap_of, table_for
 from .buffers import ArrayPool
 from .media.planes import mask_data
 from .media.prefetch import Prefetch
@@ -120,9 +120,15 @@ class SampleRequest:
     image_ts: int
     mask_uri: str
     mask_ts: int
-    table: Optional[ColourTable]
+    table: Optional[ColourTable]  # this frame's colours of the mask -> label ids
     error: Optional[MaskdecError] = None
     rois_plan: Optional[FrameRoiPlan] = field(default=None, repr=False)  # shared by the frame's requests
+    palette: Optional[Palette] = field(default=None, repr=False)  # every colour of the mask file in the plan
+
+    @property
+    def remap(self) -> np.ndarray:
+        """Palette index -> label id for this sample (colours this frame does not declare: ignore_index)."""
+        return remap_of(self.palette, self.table)
 
     @property
     def index(self) -> Optional[MaskIndex]:
@@ -191,16 +197,29 @@ def plan_samples(
         names = [d.name for decls in per_frame if isinstance(decls, dict) for ds in decls.values() for d in ds]
         names += [d.name for d in dataset_decls]
         table = LabelTable.derive(names, ignore_index=ignore_index)
+    mask_uris = [{(source.id, mask.id): resolve_uri(mask.uri, frame.base_dir)
+                  for source in frame.sources for mask in source.masks} for frame in frames]
+    palettes = _palettes(per_frame, mask_uris)
     requests = []
     for index, (frame, decls) in enumerate(zip(frames, per_frame)):
-        rois_plan = FrameRoiPlan(frame, decls, table) if isinstance(decls, dict) else None
+        tables: dict[tuple, ColourTable] = {}
+        frame_palettes: dict[tuple, Palette] = {}
+        if isinstance(decls, dict):
+            for key, ds in decls.items():
+                tables[key] = table_for(ds, [table.id_of(d.name) for d in ds], table.ignore_index, table.dtype)
+                palette = palettes[mask_uris[index][key]]
+                if isinstance(palette, Palette):
+                    frame_palettes[key] = palette
+        rois_plan = (FrameRoiPlan(frame, decls, table, frame_palettes, tables)
+                     if isinstance(decls, dict) and len(frame_palettes) == len(decls) else None)
         for s_pos, source in enumerate(frame.sources):
             for m_pos, mask in enumerate(source.masks):
+                key = (source.id, mask.id)
+                mask_uri = mask_uris[index][key]
                 error = decls if isinstance(decls, MaskdecError) else None
-                colour_table = None
-                if error is None:
-                    ds: list[ColourDecl] = decls[(source.id, mask.id)]
-                    colour_table = table_for(ds, [table.id_of(d.name) for d in ds], table.ignore_index, table.dtype)
+                palette = palettes.get(mask_uri)
+                if error is None and isinstance(palette, MaskdecError):
+                    error = palette
                 requests.append(SampleRequest(
                     frame_index=index,
                     where=f"frames[{index}].sources[{s_pos}].masks[{m_pos}]",
@@ -208,13 +227,32 @@ def plan_samples(
                     mask=mask,
                     image_uri=resolve_uri(source.uri, frame.base_dir),
                     image_ts=_ts(source.timestamp, frame.timestamp),
-                    mask_uri=resolve_uri(mask.uri, frame.base_dir),
+                    mask_uri=mask_uri,
                     mask_ts=_ts(mask.timestamp, source.timestamp, frame.timestamp),
-                    table=colour_table,
+                    table=tables.get(key),
                     error=error,
                     rois_plan=rois_plan,
+                    palette=palette if error is None else None,
                 ))
     return table, requests
+
+
+def _palettes(per_frame: Sequence[Union[dict, MaskdecError]], mask_uris: Sequence[dict[tuple, str]]
+              ) -> dict[str, Union[Palette, MaskdecError]]:
+    """The palette of each mask file: every colour any frame of the plan declares for it
+    (ROIs and dataset-level mask labels), or the LabelError of a file with too many colours."""
+    colours: dict[str, set] = {}
+    for decls, uris in zip(per_frame, mask_uris):
+        if isinstance(decls, dict):
+            for key, ds in decls.items():
+                colours.setdefault(uris[key], set()).update(d.colour for d in ds)
+    palettes: dict[str, Union[Palette, MaskdecError]] = {}
+    for uri, found in colours.items():
+        try:
+            palettes[uri] = Palette(found)
+        except LabelError as exc:
+            palettes[uri] = LabelError(f"mask file {uri}: {exc}")
+    return palettes
 
 
 # ------------------------------------------------------------------ decoding
@@ -394,17 +432,20 @@ def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, 
     if tolerance is None:
         tolerance = 0.0 if lossless else DEFAULT_LOSSY_TOLERANCE
     colour_index = None
-    counts = np.zeros(3, np.int64) if stats else None  # exact / snapped / unknown, from the same kernel run
-    if instances and r.index is not None:  # one kernel run: colour indices, then classes and ROIs
-        if len(r.index.table.colours) > 65535:  # colour indices are 16-bit
-            raise LabelError(f"{r.where}: mask {r.mask_uri} has {len(r.index.table.colours)} distinct ROI "
-                             "colours; per-ROI views (instances=True) hold at most 65535")
-        out = None if pool is None else pool.empty(pixels.shape[:2], r.index.table.dtype)
-        colour_index = map_pixels(pixels, r.index.table, tolerance, out, counts=counts, threads=kernel_threads)
-        label_map = r.index.label_map(colour_index) if label_maps else None
-    else:
-        out = None if pool is None else pool.empty(pixels.shape[:2], r.table.dtype)
-        label_map = map_pixels(pixels, r.table, tolerance, out, counts=counts, threads=kernel_threads)
+    counts = np.zeros(3, np.int64) if stats else None  # exact / snapped / unknown, from the kernel
+    palette, label_map = r.palette, None
+    shape = pixels.shape[:2]
+    if instances and r.index is not None:  # one kernel run: palette indices, then classes and ROIs
+        out = None if pool is None else pool.empty(shape, palette.dtype)
+        colour_index = map_palette(pixels, palette, palette.identity(), tolerance, out, threads=kernel_threads)
+        if label_maps and not stats:
+            out = None if pool is None else pool.empty(shape, r.remap.dtype)
+            label_map = r.index.label_map(colour_index, out)
+    if label_map is None and (label_maps or stats):
+        out = None if pool is None else pool.empty(shape, r.remap.dtype)
+        label_map = map_palette(pixels, palette, r.remap, tolerance, out, counts=counts, threads=kernel_threads)
+        if not label_maps:
+            label_map = None
     if image is not None:
         size = image.shape[:2]
     elif r.source.width is not None and r.source.height is not None:
