@@ -16,15 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch.utils.data import DataLoader, get_worker_info
 
-import maskdec
-import maskdec.torch as mt
-from maskdec.example import Example, make_example
-from maskdec.frames import Frame, load_frames
+torch = pytest.importorskip("torch", reason="torch is not installed (README: the CPU build for the torch tests)")
+from torch.utils.data import DataLoader, get_worker_info  # noqa: E402
 
-from conftest import frame_dict, palette_rois
+import maskdec  # noqa: E402
+import maskdec.torch as mt  # noqa: E402
+from maskdec.example import Example, make_example  # noqa: E402
+from maskdec.frames import Frame, load_frames  # noqa: E402
+
+from conftest import frame_dict, palette_rois  # noqa: E402
 
 #: three examples of different sizes; lossless (FFV1) masks so label maps equal the ground truth
 SIZES = [(64, 48), (48, 32), (80, 40)]
