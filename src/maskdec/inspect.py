@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Optional, Sequence, Union
+from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -25,7 +25,7 @@ from .labels import LabelTable
 from .lut import DEFAULT_LOSSY_TOLERANCE
 from .media.reader import MediaReader, mask_pixels
 from .media.uri import resolve_uri
-from .samples import FramesArg, Sample, SampleFailure, SampleRequest, _as_frames, _FileServer, plan_samples
+from .samples import FramesArg, Sample, SampleFailure, SampleRequest, _as_frames, plan_samples
 
 __all__ = ["MediaInfo", "ColourCluster", "MaskReport", "InspectReport", "inspect_frames", "media_info"]
 
@@ -393,29 +393,44 @@ def inspect_frames(
 
 def _collect(table: LabelTable, selected: list[SampleRequest], tolerance: Optional[float],
              accumulators: dict[str, _MaskAccumulator], failures: list[str]) -> None:
-    """Make the samples as export does (stats on, YUV path, failures yielded) and, beside them,
-    decode each mask frame once more as RGB pixels for the colour report."""
-    samples = exported_samples(table, selected, tolerance=tolerance, images=False)
-    stamps: dict[str, list[int]] = {}
+    """Per mask file: make its samples as export does (stats on, YUV path, failures yielded),
+    in timestamp order, and beside them decode the same frames once more as RGB pixels."""
+    by_uri: dict[str, list[SampleRequest]] = {}
     for r in selected:
-        stamps.setdefault(r.mask_uri, []).append(r.mask_ts)
-    rgb = {uri: _FileServer(uri, ts, mask_pixels, unit="ms", threads=None) for uri, ts in stamps.items()}
+        by_uri.setdefault(r.mask_uri, []).append(r)
+    for uri, reqs in by_uri.items():
+        reqs = sorted(reqs, key=lambda r: r.mask_ts)  # the order frames_at yields them in
+        samples = exported_samples(table, reqs, tolerance=tolerance, images=False)
+        try:
+            for request, result, pixels in zip(reqs, samples, _rgb_frames(uri, reqs)):
+                if isinstance(result, SampleFailure):
+                    failures.append(f"{request.where}: {result.error}")
+                elif isinstance(pixels, MaskdecError):
+                    failures.append(f"{request.where}: {pixels}")
+                else:
+                    accumulators[uri].add(result, pixels, request)
+        finally:
+            samples.close()
+
+
+def _rgb_frames(uri: str, reqs: list[SampleRequest]) -> Iterator[Union[np.ndarray, MaskdecError]]:
+    """The RGB (or grey) pixels of each request's mask frame, requests sorted by timestamp;
+    a MaskdecError in place of a frame that cannot be had."""
+    error: Optional[MaskdecError] = None
     try:
-        for request, result in zip(selected, samples):
-            try:
-                pixels = rgb[request.mask_uri].take(request.mask_ts)  # always taken: frees the frame
-            except MaskdecError as exc:
-                pixels = exc
-            if isinstance(result, SampleFailure):
-                failures.append(f"{request.where}: {result.error}")
-            elif isinstance(pixels, MaskdecError):
-                failures.append(f"{request.where}: {pixels}")
-            else:
-                accumulators[request.mask_uri].add(result, pixels, request)
-    finally:
-        samples.close()
-        for server in rgb.values():
-            server.close()
+        with MediaReader(uri) as reader:
+            frames = reader.frames_at([r.mask_ts for r in reqs])  # ascending
+            ts, pixels = None, None
+            for r in reqs:
+                while ts != r.mask_ts:
+                    ts, frame = next(frames)
+                    pixels = frame if isinstance(frame, MaskdecError) else mask_pixels(frame)
+                yield pixels
+            return
+    except MaskdecError as exc:
+        error = exc
+    while True:  # the rest, once the file failed
+        yield error
 
 
 def _format_text(rep: InspectReport) -> str:
