@@ -9,8 +9,9 @@ from .errors import (FrameFormatError, LabelError, MaskdecError, MaskdecWarning,
 from .frames import Frame, Mask, Roi, RoiMask, Source, load_frames
 from .labels import LabelTable
 from .lut import ColourTable, map_pixels
-from .rois import RoiSample, iter_roi_samples
-from .samples import Sample, SampleFailure, iter_samples, plan_samples
+from .options import OptionError, Options
+from .rois import RoiSample
+from .samples import Sample, SampleFailure, iter_roi_samples, iter_samples, plan_samples
 from .dataset import MaskDataset
 
 __version__ = "0.1.0"
@@ -21,4 +22,5 @@ __all__ = [
     "Frame", "Source", "Mask", "Roi", "RoiMask", "load_frames",
     "LabelTable", "ColourTable", "map_pixels",
     "Sample", "SampleFailure", "iter_samples", "plan_samples", "MaskDataset", "RoiSample", "iter_roi_samples",
+    "Options", "OptionError",
 ]

@@ -11,13 +11,14 @@ from __future__ import annotations
 import operator
 import os
 from collections import OrderedDict
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
-from .errors import FrameFormatError, MaskdecError, TimestampRangeError
+from .errors import MaskdecError, TimestampRangeError
 from .labels import LabelTable
 from .media.planes import mask_data
 from .media.planner import fetch
-from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
+from .media.reader import MediaReader, image_rgb, mask_pixels
+from .options import Options
 from .samples import FramesArg, Sample, SampleRequest, _as_frames, build_sample, plan_samples
 
 __all__ = ["MaskDataset", "ReaderCache", "SampleIndexError"]
@@ -85,49 +86,29 @@ class MaskDataset:
 
     `ds.__getitems__(indices)` (what torch's DataLoader calls for a batch) decodes a
     whole batch through the planner: grouped by file, sorted, each GOP at most once.
-    Options as for `iter_samples`, plus:
-    threads: decoder threads per file (None: FFmpeg's automatic count, 1 in worker processes).
-    max_open_readers: how many files stay open per process (least recently used closed first).
-    cache_dir: a folder where frame indexes are kept across runs.
+    Options (`maskdec.Options`) as for `iter_samples`; here `max_open_readers` is how many
+    files stay open per process (least recently used closed first) and `cache_dir` a folder
+    where frame indexes are kept across runs.
     """
 
-    def __init__(
-        self,
-        frames: FramesArg,
-        *,
-        labels: Optional[Mapping[str, int]] = None,
-        tolerance: Optional[float] = None,
-        images: bool = True,
-        ignore_index: int = 255,
-        mask_labels: Union[str, os.PathLike, Mapping, Sequence, None] = None,
-        strict: bool = True,
-        strict_sizes: bool = False,
-        timestamp_unit: TimestampUnit = "ms",
-        threads: Optional[int] = None,
-        max_open_readers: int = 16,
-        cache_dir: Union[str, os.PathLike, None] = None,
-        yuv: bool = True,
-        instances: bool = False,
-        stats: bool = False,
-    ) -> None:
-        if timestamp_unit not in ("ms", "index"):
-            raise FrameFormatError(f"timestamp_unit must be 'ms' or 'index', got {timestamp_unit!r}")
-        if max_open_readers < 1:
-            raise MaskdecError(f"max_open_readers must be at least 1, got {max_open_readers}")
+    def __init__(self, frames: FramesArg, **options: Any) -> None:
+        self.options = Options.of(options)
+        o = self.options
         self.labels: LabelTable
         self.requests: list[SampleRequest]
-        self.labels, self.requests = plan_samples(_as_frames(frames), labels=labels, mask_labels=mask_labels,
-                                                  ignore_index=ignore_index, strict=strict)
-        self.tolerance = tolerance
-        self.images = images
-        self.strict_sizes = strict_sizes
-        self.timestamp_unit = timestamp_unit
-        self.threads = threads
-        self.max_open_readers = max_open_readers
-        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
-        self.yuv = yuv
-        self.instances = instances
-        self.stats = stats
+        self.labels, self.requests = plan_samples(_as_frames(frames, strict_keys=o.strict_keys), labels=o.labels,
+                                                  mask_labels=o.mask_labels, ignore_index=o.ignore_index,
+                                                  strict=o.strict)
+        self.tolerance = o.tolerance
+        self.images = o.images
+        self.strict_sizes = o.strict_sizes
+        self.timestamp_unit = o.timestamp_unit
+        self.threads = o.threads
+        self.max_open_readers = o.max_open_readers
+        self.cache_dir = None if o.cache_dir is None else os.fspath(o.cache_dir)
+        self.yuv = o.yuv
+        self.instances = o.instances
+        self.stats = o.stats
         self._readers: Optional[ReaderCache] = None
 
     # ------------------------------------------------------------ the sequence

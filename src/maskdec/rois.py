@@ -20,7 +20,7 @@ from .labels import LabelTable, normalise_colour, resolve_roi
 from .lut import ColourTable, Palette, remap_of
 from .threads import row_bands, run_bands
 
-__all__ = ["RoiRef", "RoiSample", "MaskIndex", "FrameRoiPlan", "roi_index_plan", "roi_samples_of", "iter_roi_samples"]
+__all__ = ["RoiRef", "RoiSample", "MaskIndex", "FrameRoiPlan", "roi_index_plan", "roi_samples_of"]
 
 
 @dataclass(frozen=True)
@@ -167,13 +167,3 @@ def roi_samples_of(sample, pool: Optional[ArrayPool] = None, threads: Optional[i
                              frame_index=sample.frame_index, source_id=sample.source_id, mask_id=sample.mask_id,
                              timestamp=sample.timestamp, box=(x0, y0, x1, y1) if area else None, area=area))
     return out
-
-
-def iter_roi_samples(frames, **options) -> Iterator[RoiSample]:
-    """Yield a RoiSample for every ROI with a mask, in frame and ROI order; options as
-    for iter_samples. Each mask frame is decoded and mapped once for all its ROIs."""
-    from .samples import iter_samples
-
-    pool = ArrayPool()
-    for sample in iter_samples(frames, instances=True, label_maps=False, **options):
-        yield from roi_samples_of(sample, pool, threads=1)  # as iter_samples: decoding runs alongside

@@ -6,27 +6,27 @@ input order. Frames decoded ahead of their turn wait in memory until served.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import cv2
 import numpy as np
 
 from .errors import FrameFormatError, LabelError, MaskdecError, SizeMismatchError
 from .frames import Frame, Mask, Roi, Source, load_frames
-from .labels import ColourDecl, LabelTable, load_mask_labels, mask_declarations
+from .labels import LabelTable, load_mask_labels, mask_declarations
 from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, Palette, PixelStats, map_palette, remap_of, table_for
 from .buffers import ArrayPool
 from .media.planes import mask_data
-from .media.prefetch import Prefetch
-from .media.reader import MediaReader, TimestampUnit, image_rgb, mask_pixels
+from .media.reader import TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
-from .rois import FrameRoiPlan, MaskIndex, RoiRef
+from .options import Options
+from .rois import FrameRoiPlan, MaskIndex, RoiRef, RoiSample, roi_samples_of
+from .serve import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_OPEN_READERS, FrameServer
 
-__all__ = ["Sample", "SampleFailure", "SampleIterator", "iter_samples", "plan_samples", "SampleRequest",
-           "build_sample"]
+__all__ = ["Sample", "SampleFailure", "SampleIterator", "iter_samples", "iter_roi_samples", "plan_samples",
+           "SampleRequest", "build_sample"]
 
 FramesArg = Union[str, os.PathLike, Frame, Sequence[Union[Frame, Mapping]]]
 
@@ -156,12 +156,16 @@ class SampleFailure:
 
 # ------------------------------------------------------------------ planning
 
-def _as_frames(frames: FramesArg) -> list[Frame]:
+def _as_frames(frames: FramesArg, *, strict_keys: bool = False) -> list[Frame]:
     if isinstance(frames, (str, os.PathLike)):
-        return load_frames(frames)
+        return load_frames(frames, strict_keys=strict_keys)
     if isinstance(frames, Frame):
         return [frames]
-    return [f if isinstance(f, Frame) else Frame.from_dict(f, path=f"$[{i}]") for i, f in enumerate(frames)]
+    if isinstance(frames, (Mapping, str, bytes)) or not isinstance(frames, Sequence):
+        raise FrameFormatError(f"expected a frames file path, a Frame or a list of frames, got "
+                               f"{type(frames).__name__}", "frames")
+    return [f if isinstance(f, Frame) else Frame.from_dict(f, path=f"$[{i}]", strict_keys=strict_keys)
+            for i, f in enumerate(frames)]
 
 
 def _ts(*candidates: Optional[int]) -> int:
@@ -257,69 +261,6 @@ def _palettes(per_frame: Sequence[Union[dict, MaskdecError]], mask_uris: Sequenc
 
 # ------------------------------------------------------------------ decoding
 
-class _FileServer:
-    """Serves the needed frames of one media file from one forward decoding pass."""
-
-    def __init__(self, uri: str, timestamps: Iterable[int], convert: Callable, *, unit: TimestampUnit,
-                 threads: Optional[int]) -> None:
-        self.uri = uri
-        self._remaining = Counter(timestamps)
-        self._convert = convert
-        self._unit = unit
-        self._threads = threads
-        self._reader: Optional[MediaReader] = None
-        self._frames: Optional[Prefetch] = None
-        self._ready: dict[int, Any] = {}
-        self._error: Optional[MaskdecError] = None
-        self.lossless = False
-
-    def take(self, ts: int) -> np.ndarray:
-        """The converted frame at `ts`; raises what went wrong with it or the file."""
-        try:
-            if ts not in self._ready:
-                self._advance_to(ts)
-            value = self._ready[ts]
-        finally:
-            self._remaining[ts] -= 1
-            if self._remaining[ts] <= 0:
-                self._ready.pop(ts, None)
-                del self._remaining[ts]
-            if not self._remaining:
-                self.close()
-        if isinstance(value, MaskdecError):
-            raise value
-        return value
-
-    def _advance_to(self, ts: int) -> None:
-        if self._error is not None:
-            raise self._error
-        try:
-            if self._frames is None:
-                self._reader = MediaReader(self.uri, threads=self._threads)
-                self.lossless = self._reader.lossless
-                self._frames = Prefetch(self._decoded(self._reader, list(self._remaining)))
-            while ts not in self._ready:
-                got, value = next(self._frames)
-                self._ready[got] = value
-        except MaskdecError as exc:
-            self._error = exc
-            self.close()
-            raise
-
-    def _decoded(self, reader: MediaReader, stamps: list[int]) -> Iterator[tuple[int, Any]]:
-        """(timestamp, converted frame or its MaskdecError), run ahead in the Prefetch thread."""
-        for got, frame in reader.frames_at(stamps, self._unit):
-            yield got, frame if isinstance(frame, MaskdecError) else self._convert(frame)
-
-    def close(self) -> None:
-        if self._frames is not None:
-            self._frames.close()  # first stop decoding ahead, then close the file under it
-            self._frames = None
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-
 def _check_size(array: np.ndarray, declared: Union[Source, Mask], where: str, uri: str) -> None:
     h, w = array.shape[:2]
     if declared.width is not None and declared.width != w or declared.height is not None and declared.height != h:
@@ -338,12 +279,15 @@ def _fit(label_map: np.ndarray, size: tuple[int, int], strict_sizes: bool, reque
 
 
 class SampleIterator:
-    """Iterates the samples of a plan; `.labels` is the label table in use."""
+    """Iterates the samples of a plan; `.labels` is the label table in use, `.frames` the
+    FrameServer that decodes (its counters tell the files reopened and the bytes buffered)."""
 
     def __init__(self, labels: LabelTable, requests: list[SampleRequest], *, tolerance: Optional[float],
                  images: bool, strict_sizes: bool, timestamp_unit: TimestampUnit, threads: Optional[int],
                  raise_errors: bool = True, yuv: bool = True, instances: bool = False,
-                 stats: bool = False, label_maps: bool = True) -> None:
+                 stats: bool = False, label_maps: bool = True,
+                 max_open_readers: int = DEFAULT_MAX_OPEN_READERS,
+                 max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES) -> None:
         self.labels = labels
         self._instances = instances
         self._label_maps = label_maps  # False (per-ROI views only): Sample.label_map is None
@@ -356,18 +300,27 @@ class SampleIterator:
         self._images = images
         self._strict_sizes = strict_sizes
         self._raise = raise_errors
-        self._servers: dict[tuple[str, str], _FileServer] = {}
-        usage: dict[tuple[str, str], list[int]] = {}
-        for r in requests:
+        needs = []
+        for position, r in enumerate(requests):
             if r.error is not None:
                 continue
-            usage.setdefault(("mask", r.mask_uri), []).append(r.mask_ts)
+            needs.append((("mask", r.mask_uri), r.mask_uri, r.mask_ts, position))
             if images:
-                usage.setdefault(("image", r.image_uri), []).append(r.image_ts)
-        for (role, uri), stamps in usage.items():
-            convert = image_rgb if role == "image" else (mask_data if yuv else mask_pixels)
-            self._servers[(role, uri)] = _FileServer(uri, stamps, convert, unit=timestamp_unit, threads=threads)
+                needs.append((("image", r.image_uri), r.image_uri, r.image_ts, position))
+        converters = {"image": image_rgb, "mask": mask_data if yuv else mask_pixels}
+        self.frames = FrameServer(needs, converters, unit=timestamp_unit, threads=threads,
+                                  max_open_readers=max_open_readers, max_buffered_bytes=max_buffered_bytes)
         self._it = self._run()
+
+    @classmethod
+    def of(cls, labels: LabelTable, requests: list[SampleRequest], options: Options, *,
+           raise_errors: bool = True) -> "SampleIterator":
+        """The iterator of a plan with `options`."""
+        o = options
+        return cls(labels, requests, tolerance=o.tolerance, images=o.images, strict_sizes=o.strict_sizes,
+                   timestamp_unit=o.timestamp_unit, threads=o.threads, raise_errors=raise_errors, yuv=o.yuv,
+                   instances=o.instances, stats=o.stats, label_maps=o.label_maps,
+                   max_open_readers=o.max_open_readers, max_buffered_bytes=o.max_buffered_bytes)
 
     def __len__(self) -> int:
         return len(self.requests)
@@ -379,14 +332,13 @@ class SampleIterator:
         return next(self._it)
 
     def close(self) -> None:
-        for server in self._servers.values():
-            server.close()
+        self.frames.close()
 
     def _run(self) -> Iterator[Union[Sample, SampleFailure]]:
         try:
-            for request in self.requests:
+            for position, request in enumerate(self.requests):
                 try:
-                    yield self._make(request)
+                    yield self._make(request, position)
                 except MaskdecError as exc:
                     if self._raise:
                         raise
@@ -394,8 +346,8 @@ class SampleIterator:
         finally:
             self.close()
 
-    def _make(self, r: SampleRequest) -> Sample:
-        # A request that failed in planning registered no frames with the servers: take none.
+    def _make(self, r: SampleRequest, position: int) -> Sample:
+        # A request that failed in planning registered no frames with the server: take none.
         if r.error is not None:
             raise r.error
         # Take from both files first, so a failure in one still consumes the other's frame.
@@ -403,19 +355,18 @@ class SampleIterator:
         errors = []
         if self._images:
             try:
-                image = self._servers[("image", r.image_uri)].take(r.image_ts)
+                image = self.frames.take(("image", r.image_uri), r.image_ts, position)
             except MaskdecError as exc:
                 errors.append(exc)
-        mask_server = self._servers[("mask", r.mask_uri)]
         try:
-            pixels = mask_server.take(r.mask_ts)
+            pixels = self.frames.take(("mask", r.mask_uri), r.mask_ts, position)
         except MaskdecError as exc:
             errors.append(exc)
         if errors:
             raise errors[0]
-        return build_sample(r, image, pixels, lossless=mask_server.lossless, tolerance=self._tolerance,
-                            strict_sizes=self._strict_sizes, instances=self._instances, stats=self._stats,
-                            label_maps=self._label_maps, pool=self._pool, kernel_threads=1)
+        return build_sample(r, image, pixels, lossless=self.frames.lossless(("mask", r.mask_uri)),
+                            tolerance=self._tolerance, strict_sizes=self._strict_sizes, instances=self._instances,
+                            stats=self._stats, label_maps=self._label_maps, pool=self._pool, kernel_threads=1)
 
 
 def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, lossless: bool,
@@ -462,44 +413,24 @@ def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, 
                   colour_index=colour_index, request=r)
 
 
-def iter_samples(
-    frames: FramesArg,
-    *,
-    labels: Optional[Mapping[str, int]] = None,
-    tolerance: Optional[float] = None,
-    images: bool = True,
-    ignore_index: int = 255,
-    mask_labels: Union[str, os.PathLike, Mapping, Sequence, None] = None,
-    strict: bool = True,
-    strict_sizes: bool = False,
-    timestamp_unit: TimestampUnit = "ms",
-    threads: Optional[int] = None,
-    yuv: bool = True,
-    instances: bool = False,
-    stats: bool = False,
-    label_maps: bool = True,
-) -> SampleIterator:
+def iter_samples(frames: FramesArg, **options: Any) -> SampleIterator:
     """Yield one `Sample` per (frame, source, mask), in input order.
 
     frames: a frames file path, a Frame, or a list of Frames / frame dicts.
-    labels: explicit `{name: id}`; without it ids are the sorted class names.
-    tolerance: RGB distance within which a colour snaps to the nearest declared
-        one; None = exact for lossless masks, DEFAULT_LOSSY_TOLERANCE otherwise.
-    images: decode source images (False: `.image` is None).
-    mask_labels: dataset-level colour table (FORMAT.md §3), file or object.
-    strict: an ROI whose mask is ambiguous is an error (else a warning, skipped).
-    strict_sizes: a mask whose size differs from its image is an error (else resized).
-    yuv: map YUV mask videos straight from their planes (False: through RGB).
-    instances: also make `.instance_map` (k + 1 = the k-th ROI of `.rois`), from the same kernel run.
-    stats: count exact / snapped / unknown pixels into `.stats`.
-    label_maps: False skips them (`.label_map` is None), for per-ROI views alone.
-    The iterator's `.labels` is the LabelTable used.
+    options: see `maskdec.Options` (labels, tolerance, images, ignore_index, mask_labels,
+    strict, strict_sizes, strict_keys, timestamp_unit, threads, yuv, instances, stats,
+    label_maps, max_open_readers, max_buffered_bytes); a misspelt or mistyped one raises
+    OptionError. The iterator's `.labels` is the LabelTable used.
     """
-    if timestamp_unit not in ("ms", "index"):
-        raise FrameFormatError(f"timestamp_unit must be 'ms' or 'index', got {timestamp_unit!r}")
-    frame_list = _as_frames(frames)
-    table, requests = plan_samples(frame_list, labels=labels, mask_labels=mask_labels,
-                                   ignore_index=ignore_index, strict=strict)
-    return SampleIterator(table, requests, tolerance=tolerance, images=images, strict_sizes=strict_sizes,
-                          timestamp_unit=timestamp_unit, threads=threads, yuv=yuv,
-                          instances=instances, stats=stats, label_maps=label_maps)
+    opts = Options.of(options)
+    table, requests = plan_samples(_as_frames(frames, strict_keys=opts.strict_keys), labels=opts.labels,
+                                   mask_labels=opts.mask_labels, ignore_index=opts.ignore_index, strict=opts.strict)
+    return SampleIterator.of(table, requests, opts)
+
+
+def iter_roi_samples(frames: FramesArg, **options: Any) -> Iterator[RoiSample]:
+    """Yield a RoiSample for every ROI with a mask, in frame and ROI order; options as
+    for iter_samples. Each mask frame is decoded and mapped once for all its ROIs."""
+    pool = ArrayPool()
+    for sample in iter_samples(frames, **{**options, "instances": True, "label_maps": False}):
+        yield from roi_samples_of(sample, pool, threads=1)  # as iter_samples: decoding runs alongside

@@ -228,9 +228,7 @@ class MaskIterableDataset(_LabelsOf, IterableDataset):
         info = get_worker_info()
         positions = self.shard(info.id, info.num_workers) if info is not None else self.shard()
         ds = self.dataset
-        it = SampleIterator(ds.labels, [ds.requests[k] for k in positions], tolerance=ds.tolerance,
-                            images=ds.images, strict_sizes=ds.strict_sizes, timestamp_unit=ds.timestamp_unit,
-                            threads=ds.threads, yuv=ds.yuv, instances=ds.instances, stats=ds.stats)
+        it = SampleIterator.of(ds.labels, [ds.requests[k] for k in positions], ds.options)
         try:
             for sample in it:
                 yield _item(sample, self.label_dtype, self.transform)

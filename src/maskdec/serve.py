@@ -1,0 +1,227 @@
+"""Decoded frames for an iterator that yields samples in input order, within limits.
+
+Each media file is decoded forward by its own reader, in a decode-ahead thread,
+and serves the frames the plan needs from it. Input order may interleave many
+files or jump around one of them, so two limits keep the work bounded:
+
+- at most `max_open_readers` files are open at once (each holds a decoder, its
+  threads and a decode-ahead thread); opening one more closes the open file
+  whose next use lies furthest ahead, and that file reopens (seeking through the
+  planner) when its turn comes;
+- frames decoded before their turn wait in a buffer of at most
+  `max_buffered_bytes`; when it is full, the frame needed furthest ahead is
+  dropped, and decoded again (through the planner's seeks) when its turn comes.
+
+Both choices use the whole plan's future (Belady's rule), which is known here.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Any, Callable, Hashable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from .errors import MaskdecError
+from .media.prefetch import Prefetch
+from .media.reader import MediaReader, TimestampUnit
+
+__all__ = ["FrameServer", "DEFAULT_MAX_OPEN_READERS", "DEFAULT_MAX_BUFFERED_BYTES"]
+
+#: Files a streaming iterator keeps open at once.
+DEFAULT_MAX_OPEN_READERS = 16
+#: Bytes of frames decoded ahead of their turn that a streaming iterator keeps.
+DEFAULT_MAX_BUFFERED_BYTES = 256 << 20
+
+FileKey = Hashable  # (role, uri)
+_NEVER = float("inf")
+
+
+def frame_bytes(value: Any) -> int:
+    """The memory a decoded (and converted) frame holds."""
+    frame = getattr(value, "frame", None)
+    if frame is not None and hasattr(frame, "planes"):  # YuvPlanes: views into the decoder's buffers
+        return sum(int(p.buffer_size) for p in frame.planes)
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    return 0
+
+
+class _File:
+    """One media file: the positions (in the plan) that need each of its timestamps, and,
+    while open, its reader and the decode-ahead thread of its pending timestamps."""
+
+    def __init__(self, uri: str, convert: Callable) -> None:
+        self.uri = uri
+        self.convert = convert
+        self.uses: dict[int, deque] = {}  # timestamp -> plan positions that need it, ascending
+        self.positions: deque = deque()  # every position that needs this file, ascending
+        self.reader: Optional[MediaReader] = None
+        self.frames: Optional[Prefetch] = None
+        self.at: Optional[int] = None  # the last timestamp the decode-ahead thread yielded
+        self.error: Optional[MaskdecError] = None
+        self.lossless = False
+
+    def next_use(self) -> float:
+        return self.positions[0] if self.positions else _NEVER
+
+    def stop(self) -> None:
+        if self.frames is not None:
+            self.frames.close()  # first stop decoding ahead, then close the file under it
+            self.frames = None
+        self.at = None
+
+    def close(self) -> None:
+        self.stop()
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+class FrameServer:
+    """Serves the frames of a plan: `take(key, ts, position)` for each plan position in
+    ascending order, where `needs` listed (key, uri, ts, position) up front."""
+
+    def __init__(self, needs: Sequence[tuple[FileKey, str, int, int]], converters: dict[Any, Callable], *,
+                 unit: TimestampUnit, threads: Optional[int], max_open_readers: int = DEFAULT_MAX_OPEN_READERS,
+                 max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES) -> None:
+        self._unit = unit
+        self._threads = threads
+        self._max_open = max_open_readers
+        self._max_bytes = max_buffered_bytes
+        self._files: dict[FileKey, _File] = {}
+        for key, uri, ts, position in sorted(needs, key=lambda n: n[3]):
+            f = self._files.get(key)
+            if f is None:
+                f = self._files[key] = _File(uri, converters[key[0]])
+            f.uses.setdefault(ts, deque()).append(position)
+            f.positions.append(position)
+        self._open: dict[FileKey, _File] = {}
+        self._opened: set = set()  # files opened so far
+        self._buffer: dict[tuple, tuple[Any, int]] = {}  # (key, ts) -> (frame, bytes)
+        self._heap: list[tuple[float, int, tuple]] = []  # (-next use, tie, (key, ts)), stale entries skipped
+        self._tie = 0
+        self.buffered_bytes = 0
+        self.peak_buffered_bytes = 0
+        self.peak_open = 0
+        self.reopened = 0  # files opened again after the open-file limit closed them
+
+    # ------------------------------------------------------------ public
+    def lossless(self, key: FileKey) -> bool:
+        return self._files[key].lossless
+
+    def take(self, key: FileKey, ts: int, position: int) -> Any:
+        """The converted frame of file `key` at `ts` for plan position `position`; raises the
+        MaskdecError of that frame or file."""
+        f = self._files[key]
+        uses = f.uses[ts]
+        if not uses or uses[0] != position or f.positions[0] != position:
+            raise MaskdecError(f"internal: {f.uri} at {ts} taken out of plan order")
+        try:
+            found = self._buffer.pop((key, ts), None)
+            if found is not None:
+                self.buffered_bytes -= found[1]
+                value = found[0]
+            else:
+                value = self._decode(key, f, ts)
+        finally:
+            uses.popleft()
+            f.positions.popleft()
+            if not f.positions:
+                self._close(key)
+        if isinstance(value, MaskdecError):
+            raise value
+        if uses:  # another sample needs this frame later
+            self._offer(key, ts, value)
+        return value
+
+    def close(self) -> None:
+        for key in list(self._open):
+            self._close(key)
+        self._buffer.clear()
+        self._heap.clear()
+        self.buffered_bytes = 0
+
+    # ------------------------------------------------------------ decoding
+    def _decode(self, key: FileKey, f: _File, ts: int) -> Any:
+        if f.error is not None:
+            raise f.error
+        try:
+            if f.frames is None or f.at is None or f.at >= ts:
+                self._start(key, f, ts)
+            while True:
+                got, value = next(f.frames)
+                f.at = got
+                if got == ts:
+                    return value
+                if got > ts:  # cannot happen: the thread yields every pending timestamp in order
+                    raise MaskdecError(f"internal: {f.uri} passed {ts} (at {got})")
+                if f.uses.get(got):
+                    self._offer(key, got, value)
+        except StopIteration:
+            raise MaskdecError(f"internal: {f.uri} ended before {ts}") from None
+        except MaskdecError as exc:
+            f.error = exc
+            self._close(key)
+            raise
+
+    def _start(self, key: FileKey, f: _File, ts: int) -> None:
+        """(Re)start the decode-ahead thread at `ts`, over the pending timestamps from there on."""
+        f.stop()
+        if f.reader is None:
+            self._make_room()
+            if key in self._opened:
+                self.reopened += 1
+            self._opened.add(key)
+            f.reader = MediaReader(f.uri, threads=self._threads)
+            f.lossless = f.reader.lossless
+            self._open[key] = f
+            self.peak_open = max(self.peak_open, len(self._open))
+        pending = [s for s, uses in f.uses.items() if uses and s >= ts and (key, s) not in self._buffer]
+        f.frames = Prefetch(self._converted(f, f.reader, pending))
+
+    def _converted(self, f: _File, reader: MediaReader, stamps: list[int]) -> Iterator[tuple[int, Any]]:
+        """(timestamp, converted frame or its MaskdecError), run in the decode-ahead thread."""
+        for got, frame in reader.frames_at(stamps, self._unit):
+            yield got, frame if isinstance(frame, MaskdecError) else f.convert(frame)
+
+    def _make_room(self) -> None:
+        """Close open files until one more fits: the one needed furthest ahead first."""
+        while len(self._open) >= self._max_open:
+            victim = max(self._open, key=lambda k: self._open[k].next_use())
+            self._close(victim)
+
+    def _close(self, key: FileKey) -> None:
+        f = self._open.pop(key, None) or self._files[key]
+        f.close()
+
+    # ------------------------------------------------------------ the buffer
+    def _offer(self, key: FileKey, ts: int, value: Any) -> None:
+        """Keep a frame for its next use if the budget allows, dropping frames needed later."""
+        size = frame_bytes(value)
+        next_use = self._files[key].uses[ts][0]
+        while self.buffered_bytes + size > self._max_bytes and self._heap:
+            neg, _, victim = self._heap[0]
+            entry = self._buffer.get(victim)
+            if entry is None or self._next_use(victim) != -neg:  # stale: taken (and maybe offered again) since
+                heapq.heappop(self._heap)
+                continue
+            if -neg <= next_use:
+                return  # everything kept is needed sooner: drop this frame instead
+            heapq.heappop(self._heap)
+            del self._buffer[victim]
+            self.buffered_bytes -= entry[1]
+        if self.buffered_bytes + size > self._max_bytes:
+            return
+        self._buffer[(key, ts)] = (value, size)
+        self.buffered_bytes += size
+        self.peak_buffered_bytes = max(self.peak_buffered_bytes, self.buffered_bytes)
+        self._push((key, ts))
+
+    def _next_use(self, item: tuple) -> float:
+        uses = self._files[item[0]].uses.get(item[1])
+        return uses[0] if uses else _NEVER
+
+    def _push(self, item: tuple) -> None:
+        self._tie += 1
+        heapq.heappush(self._heap, (-self._next_use(item), self._tie, item))
