@@ -40,3 +40,12 @@ class SizeMismatchError(MaskdecError, ValueError):
 
 class MissingExtraError(MaskdecError, ImportError):
     """An optional dependency is needed; the message names the extra to install."""
+
+
+class MediaAccessError(MaskdecError, PermissionError):
+    """A media URI the settings do not let maskdec read (a scheme outside
+    MASKDEC_URI_SCHEMES, a local path outside MASKDEC_MEDIA_ROOTS) or the system refuses."""
+
+
+class OptionError(MaskdecError, ValueError):
+    """An option or environment setting has a value maskdec cannot use; the message names it."""

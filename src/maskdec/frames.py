@@ -5,22 +5,39 @@ JSON path of its culprit, prefixed with the file and line when it came from one.
 """
 from __future__ import annotations
 
-import json
+import difflib
 import numbers
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Literal, NamedTuple, Optional, Sequence, Union, overload
+from typing import Any, Iterable, Iterator, Literal, NamedTuple, Optional, Sequence, Union, overload
 
-from .errors import FrameFormatError, MediaNotFoundError
+from .errors import FrameFormatError, MaskdecWarning, OptionError
+from .jsonfile import json_lines, read_json
+from .limits import check_pixels, max_pixels
 
-__all__ = ["Frame", "Source", "Mask", "Roi", "RoiMask", "load_frames", "LoadedFrames", "normalise_content_type"]
+__all__ = ["Frame", "Source", "Mask", "Roi", "RoiMask", "load_frames", "LoadedFrames", "normalise_content_type",
+           "unknown_keys"]
 
+# Keys maskdec models; any other key is kept in `extra` and written back unchanged.
 _SOURCE_KEYS = {"id", "uri", "content_type", "width", "height", "timestamp", "masks", "preview", "meta"}
 _MASK_KEYS = {"id", "uri", "content_type", "timestamp", "width", "height"}
 _ROI_KEYS = {"label", "labels", "sources", "mask", "id", "meta", "confidence"}
 _FRAME_KEYS = {"sources", "rois", "id", "timestamp", "context_id", "meta"}
+
+# Keys of ClearML's frame schema (its frames service: Frame, Source, Mask, Roi, RoiMask), used
+# or only carried; any other key is probably a typo and is reported (`strict_keys`: refused).
+_KNOWN_KEYS = {
+    "frame": frozenset(_FRAME_KEYS | {
+        "meta_blob", "augmentation", "blob", "dataset", "saved", "saved_in_version", "updated",
+        "updated_in_version", "labels_size", "rule_name", "video_gop", "is_key_frame", "key_frame", "new_ver",
+        "label_rule_counts"}),
+    "source": frozenset(_SOURCE_KEYS),
+    "mask": frozenset(_MASK_KEYS),
+    "ROI": frozenset(_ROI_KEYS | {"poly", "area", "label_num"}),
+    "ROI mask": frozenset({"id", "value"}),
+}
 
 _CONTENT_TYPE_ALIASES = {"image/jpg": "image/jpeg", "video/mpeg4": "video/mp4"}
 _EXTENSION_TYPES = {
@@ -97,7 +114,22 @@ def _size(d: dict, key: str, path: str) -> Optional[int]:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise FrameFormatError(f"{key!r} must be a positive integer, got {value!r}", f"{path}.{key}")
+    limit = max_pixels()
+    if value > limit:
+        raise FrameFormatError(f"{key!r} {value} is more than the pixel limit of {limit} (MASKDEC_MAX_PIXELS)",
+                               f"{path}.{key}")
     return value
+
+
+def _declared_size(d: dict, path: str) -> tuple[Optional[int], Optional[int]]:
+    """A declared (width, height), each a positive integer, together within MASKDEC_MAX_PIXELS
+    (label maps may be allocated at the declared size: it must never exceed what a decoder allows)."""
+    width, height = _size(d, "width", path), _size(d, "height", path)
+    if width is not None and height is not None:
+        problem = check_pixels(width, height)
+        if problem:
+            raise FrameFormatError(f"declared size {problem}", f"{path}.width")
+    return width, height
 
 
 def _colour(value: Any, path: str) -> tuple[int, ...]:
@@ -147,13 +179,14 @@ class Mask:
     @classmethod
     def from_dict(cls, d: Any, path: str = "$mask") -> "Mask":
         d = _require_object(d, path)
+        width, height = _declared_size(d, path)
         return cls(
             id=_require_str(d, "id", path, coerce_int=True),
             uri=_require_str(d, "uri", path),
             content_type=_optional_str(d, "content_type", path),
             timestamp=_timestamp(d, path),
-            width=_size(d, "width", path),
-            height=_size(d, "height", path),
+            width=width,
+            height=height,
             extra=_extra(d, _MASK_KEYS),
         )
 
@@ -204,13 +237,14 @@ class Source:
         for key in ("preview", "meta"):
             if d.get(key) is not None and not isinstance(d[key], dict):
                 raise FrameFormatError(f"{key!r} must be an object", f"{path}.{key}")
+        width, height = _declared_size(d, path)
         return cls(
             id=_require_str(d, "id", path, coerce_int=True),
             uri=_require_str(d, "uri", path),
             content_type=_optional_str(d, "content_type", path),
             timestamp=_timestamp(d, path),
-            width=_size(d, "width", path),
-            height=_size(d, "height", path),
+            width=width,
+            height=height,
             masks=masks,
             preview=d.get("preview"),
             meta=d.get("meta"),
@@ -305,8 +339,23 @@ class Frame:
     base_dir: Optional[str] = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_dict(cls, d: Any, *, path: str = "$", base_dir: Union[str, os.PathLike, None] = None) -> "Frame":
-        """Parse and validate one frame object (FORMAT.md §6); errors name the JSON path."""
+    def from_dict(cls, d: Any, *, path: str = "$", base_dir: Union[str, os.PathLike, None] = None,
+                  strict_keys: bool = False) -> "Frame":
+        """Parse and validate one frame object (FORMAT.md §6); errors name the JSON path.
+
+        A key outside ClearML's frame schema (a typo such as `timestmp`) gives a MaskdecWarning
+        naming it, its path and the nearest known key; `strict_keys=True` makes it a FrameFormatError.
+        """
+        found = unknown_keys(d, path)
+        if found:
+            if strict_keys:
+                raise found[0].error()
+            for key in found:
+                warnings.warn(key.message(), MaskdecWarning, stacklevel=2)
+        return cls._parse(d, path, base_dir)
+
+    @classmethod
+    def _parse(cls, d: Any, path: str, base_dir: Union[str, os.PathLike, None]) -> "Frame":
         d = _require_object(d, path)
         raw_sources = d.get("sources")
         if not isinstance(raw_sources, list) or not raw_sources:
@@ -402,6 +451,76 @@ class Frame:
             raise FrameFormatError(f"unknown source {source_id!r}", f"{path}.sources[0]") from None
 
 
+# ----------------------------------------------------------------- unknown keys
+
+class UnknownKey(NamedTuple):
+    """A key that ClearML's frame schema does not have, where it is, and the nearest known key."""
+
+    path: str  # JSON path of the object holding it
+    key: str
+    kind: str  # "frame", "source", "mask", "ROI" or "ROI mask"
+    nearest: Optional[str]
+
+    def message(self) -> str:
+        hint = f"did you mean {self.nearest!r}?" if self.nearest else "not in ClearML's frame schema"
+        return f"{self.path}: unknown {self.kind} key {self.key!r} ({hint}); it is carried but not used"
+
+    def error(self) -> FrameFormatError:
+        hint = f"did you mean {self.nearest!r}?" if self.nearest else "not a key of ClearML's frame schema"
+        return FrameFormatError(f"unknown {self.kind} key {self.key!r} ({hint}; strict_keys refuses it)",
+                                f"{self.path}.{self.key}")
+
+
+def _objects(d: Any, path: str) -> Iterator[tuple[str, str, dict]]:
+    """(kind, JSON path, object) of a frame and the sources, masks, ROIs and ROI masks in it."""
+    if not isinstance(d, dict):
+        return
+    yield "frame", path, d
+    for i, source in enumerate(d.get("sources") if isinstance(d.get("sources"), list) else []):
+        if isinstance(source, dict):
+            yield "source", f"{path}.sources[{i}]", source
+            masks = source.get("masks")
+            for j, mask in enumerate(masks if isinstance(masks, list) else []):
+                if isinstance(mask, dict):
+                    yield "mask", f"{path}.sources[{i}].masks[{j}]", mask
+    for i, roi in enumerate(d.get("rois") if isinstance(d.get("rois"), list) else []):
+        if isinstance(roi, dict):
+            yield "ROI", f"{path}.rois[{i}]", roi
+            if isinstance(roi.get("mask"), dict):
+                yield "ROI mask", f"{path}.rois[{i}].mask", roi["mask"]
+
+
+def unknown_keys(d: Any, path: str = "$") -> list[UnknownKey]:
+    """Every key of a frame dict outside ClearML's frame schema, with the nearest known key
+    (the contents of `meta`, `preview` and other free objects are not checked)."""
+    found = []
+    for kind, where, obj in _objects(d, path):
+        known = _KNOWN_KEYS[kind]
+        for key in obj:
+            if key not in known:
+                text = str(key)
+                nearest = difflib.get_close_matches(text, known, n=1, cutoff=0.6)
+                found.append(UnknownKey(where, text, kind, nearest[0] if nearest else None))
+    return found
+
+
+class _KeyReport:
+    """Unknown keys of a whole file, warned once per (kind, key) with a count, not once per frame."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], tuple[UnknownKey, int]] = {}
+
+    def add(self, found: list[UnknownKey]) -> None:
+        for key in found:
+            first, count = self.seen.get((key.kind, key.key), (key, 0))
+            self.seen[(key.kind, key.key)] = (first, count + 1)
+
+    def warn(self, stacklevel: int) -> None:
+        for first, count in self.seen.values():
+            more = f" (and {count - 1} more {first.kind}s)" if count > 1 else ""
+            warnings.warn(first.message() + more, MaskdecWarning, stacklevel=stacklevel + 1)
+
+
 # ----------------------------------------------------------------- files
 
 class LoadedFrames(NamedTuple):
@@ -412,33 +531,31 @@ class LoadedFrames(NamedTuple):
     errors: list[FrameFormatError]
 
 
-def _parse_all(items: Iterable[tuple[str, Any]], base_dir: Optional[str], collect: bool
-               ) -> tuple[list[Frame], list[FrameFormatError]]:
-    frames: list[Frame] = []
-    errors: list[FrameFormatError] = []
-    for where, obj in items:
-        if isinstance(obj, FrameFormatError):  # a JSONL line that is not JSON
-            if not collect:
-                raise obj
-            errors.append(obj)
-            continue
-        try:
-            frames.append(Frame.from_dict(obj, path=where, base_dir=base_dir))
-        except FrameFormatError as exc:
-            if not collect:
-                raise
-            errors.append(exc)
-    return frames, errors
+def _items(path: Union[str, os.PathLike]) -> Iterator[tuple[str, Any]]:
+    """(where, parsed object or the FrameFormatError of a bad JSONL line) for each frame of a file."""
+    name = os.path.basename(os.fspath(path))
+    if os.path.splitext(name)[1].lower() in (".jsonl", ".ndjson"):
+        for lineno, obj in json_lines(path, "frames file"):
+            yield f"{name} line {lineno}: $", obj
+        return
+    data = read_json(path, "frames file")
+    if isinstance(data, list):
+        for i, obj in enumerate(data):
+            yield f"{name}: $[{i}]", obj
+    else:
+        yield f"{name}: $", data
 
 
 @overload
-def load_frames(path: Union[str, os.PathLike], *, errors: Literal["raise"] = "raise") -> list[Frame]: ...
+def load_frames(path: Union[str, os.PathLike], *, errors: Literal["raise"] = "raise",
+                strict_keys: bool = False) -> list[Frame]: ...
 @overload
-def load_frames(path: Union[str, os.PathLike], *, errors: Literal["collect"]) -> LoadedFrames: ...
+def load_frames(path: Union[str, os.PathLike], *, errors: Literal["collect"],
+                strict_keys: bool = False) -> LoadedFrames: ...
 
 
-def load_frames(path: Union[str, os.PathLike], *, errors: Literal["raise", "collect"] = "raise"
-                ) -> Union[list[Frame], LoadedFrames]:
+def load_frames(path: Union[str, os.PathLike], *, errors: Literal["raise", "collect"] = "raise",
+                strict_keys: bool = False) -> Union[list[Frame], LoadedFrames]:
     """Read frames from .json (one object or a list) or .jsonl (one object a line).
 
     Relative media URIs resolve against the folder of `path`. errors="raise" (default):
@@ -446,40 +563,36 @@ def load_frames(path: Union[str, os.PathLike], *, errors: Literal["raise", "coll
     line that is not JSON or not a valid frame, a bad element of a JSON list) are skipped
     and returned as `LoadedFrames(frames, errors)`, each error naming the file and line or
     list index; a file that cannot be read or is not JSON as a whole still raises.
+    Unknown keys (typos) give one MaskdecWarning per distinct key; `strict_keys=True` makes
+    each a FrameFormatError of its frame. Lines are read up to MASKDEC_MAX_JSON_LINE_BYTES,
+    .json files up to MASKDEC_MAX_JSON_FILE_BYTES (maskdec.limits).
     """
     if errors not in ("raise", "collect"):
-        raise FrameFormatError(f"errors must be 'raise' or 'collect', got {errors!r}")
+        raise OptionError(f"load_frames: errors must be 'raise' or 'collect', got {errors!r}")
+    if not isinstance(strict_keys, bool):
+        raise OptionError(f"load_frames: strict_keys must be True or False, got {strict_keys!r}")
     collect = errors == "collect"
-    p = Path(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise OptionError(f"load_frames: expected a file path, got {type(path).__name__} {path!r}")
     try:
-        text = p.read_text(encoding="utf-8-sig")  # a leading BOM is not JSON
-    except FileNotFoundError:
-        raise MediaNotFoundError(f"frames file not found: {p}") from None
-    except (IsADirectoryError, UnicodeDecodeError) as exc:
-        raise FrameFormatError(f"cannot read frames file: {exc}", str(p)) from None
-    base_dir = str(p.resolve().parent)
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
-        items: list[tuple[str, Any]] = []
-        for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is valid in JSON
-            if not line.strip():
-                continue
-            try:
-                items.append((f"{p.name} line {lineno}: $", json.loads(line)))
-            except (json.JSONDecodeError, RecursionError) as exc:
-                reason = f"{exc.msg} (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) \
-                    else "nested too deeply"
-                items.append(("", FrameFormatError(f"invalid JSON: {reason}", f"{p.name} line {lineno}")))
-    else:
+        base_dir = os.path.dirname(os.path.realpath(path))
+    except ValueError:  # a NUL character: reported by the reader
+        base_dir = None
+    frames: list[Frame] = []
+    bad: list[FrameFormatError] = []
+    report = _KeyReport()
+    for where, obj in _items(path):
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FrameFormatError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-                                   p.name) from None
-        except RecursionError:
-            raise FrameFormatError("invalid JSON: nested too deeply", p.name) from None
-        if isinstance(data, list):
-            items = [(f"{p.name}: $[{i}]", obj) for i, obj in enumerate(data)]
-        else:
-            items = [(f"{p.name}: $", data)]
-    frames, bad = _parse_all(items, base_dir, collect)
+            if isinstance(obj, FrameFormatError):  # a JSONL line that is not JSON
+                raise obj
+            found = unknown_keys(obj, where)
+            if found and strict_keys:
+                raise found[0].error()
+            frames.append(Frame._parse(obj, where, base_dir))
+            report.add(found)
+        except FrameFormatError as exc:
+            if not collect:
+                raise
+            bad.append(exc)
+    report.warn(stacklevel=2)
     return LoadedFrames(frames, bad) if collect else frames

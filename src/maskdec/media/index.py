@@ -7,13 +7,18 @@ frame that decoding presents (FORMAT.md §2): packets an edit list discards are
 left out, and the first frame's time is taken from the decoder itself.
 
 Indexes are cached per process and, with `cache_dir`, on disk under a name made
-from the file's identity (path, size, mtime; remote files: size and ETag).
+from the file's identity (path, size, mtime_ns; remote files: size and ETag). Each entry
+on disk holds that identity and a SHA-256 of its content, and is checked for sense
+(ascending times, whole numbers) when read: an entry that is corrupt, edited, or made for
+another version of the file is rebuilt, never trusted. `cache_dir` is created when missing;
+one that cannot be a folder raises OptionError.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import tempfile
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -22,15 +27,16 @@ from typing import TYPE_CHECKING, Literal, Optional, Union
 
 import av
 
-from ..errors import MediaDecodeError, TimestampRangeError
-from .uri import is_remote
+from ..errors import MediaDecodeError, OptionError, TimestampRangeError
+from .uri import is_remote, remote_fs
 
 if TYPE_CHECKING:
     from .reader import MediaReader
 
-__all__ = ["FrameIndex", "build_index", "cached_index", "store_index", "file_identity", "clear_memory_cache"]
+__all__ = ["FrameIndex", "build_index", "cached_index", "store_index", "file_identity", "clear_memory_cache",
+           "check_cache_dir"]
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: entries carry a checksum
 _MOV_FORMATS = frozenset({"mov", "mp4"})
 _MEMORY: "OrderedDict[tuple, FrameIndex]" = OrderedDict()
 _MEMORY_MAX = 4096
@@ -116,8 +122,19 @@ class FrameIndex:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrameIndex":
-        return cls(uri=d["uri"], time_base=Fraction(*d["time_base"]), pts=tuple(d["pts"]),
-                   key_pts=tuple(d["key_pts"]), last_duration=int(d["last_duration"]), method=d["method"])
+        """The index of `to_dict`; ValueError when the dict makes no sense as one."""
+        if d.get("version") != INDEX_VERSION or d.get("method") not in ("index_entries", "packets"):
+            raise ValueError("not an index of this version")
+        num, den = d["time_base"]
+        pts, key_pts, last = d["pts"], d["key_pts"], d["last_duration"]
+        numbers = [num, den, last, *pts, *key_pts]
+        if not all(type(v) is int for v in numbers) or num <= 0 or den <= 0 or last < 0:
+            raise ValueError("times must be whole numbers")
+        if not pts or not key_pts or any(a >= b for a, b in zip(pts, pts[1:])) \
+                or any(a >= b for a, b in zip(key_pts, key_pts[1:])):
+            raise ValueError("times must ascend")
+        return cls(uri=d["uri"], time_base=Fraction(num, den), pts=tuple(pts), key_pts=tuple(key_pts),
+                   last_duration=last, method=d["method"])
 
 
 # ------------------------------------------------------------------ building
@@ -224,8 +241,7 @@ def file_identity(uri: str) -> Optional[tuple]:
             return None
         return (uri, st.st_size, st.st_mtime_ns)
     try:
-        import fsspec
-        fs, path = fsspec.core.url_to_fs(uri)
+        fs, path = remote_fs(uri)
         info = fs.info(path)
     except Exception:  # no fsspec, no network: no identity, so no caching
         return None
@@ -241,8 +257,25 @@ def _cache_path(cache_dir: Union[str, os.PathLike], key: tuple) -> str:
     return os.path.join(os.fspath(cache_dir), f"{digest}.json")
 
 
+def check_cache_dir(cache_dir: Union[str, os.PathLike]) -> str:
+    """`cache_dir` as a str, the folder created when missing; OptionError when it cannot be one."""
+    try:
+        folder = os.fspath(cache_dir)
+        os.makedirs(folder, exist_ok=True)
+    except (OSError, TypeError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise OptionError(f"cache_dir={cache_dir!r} cannot be used as a folder for frame indexes: {reason}") from None
+    return folder
+
+
+def _checksum(key: list, index: dict) -> str:
+    body = json.dumps({"key": key, "index": index}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def cached_index(uri: str, cache_dir: Union[str, os.PathLike, None] = None) -> Optional[FrameIndex]:
-    """The index of this version of the file from the process cache or `cache_dir`, if there."""
+    """The index of this version of the file from the process cache or `cache_dir`, if there
+    and sound (its identity matches the file's and its checksum its content)."""
     key = file_identity(uri)
     if key is None:
         return None
@@ -255,29 +288,41 @@ def cached_index(uri: str, cache_dir: Union[str, os.PathLike, None] = None) -> O
     try:
         with open(_cache_path(cache_dir, key), encoding="utf-8") as f:
             data = json.load(f)
-        if data.get("key") != json.loads(json.dumps(list(key))):
+        want = json.loads(json.dumps(list(key)))
+        if data.get("key") != want or data.get("sha256") != _checksum(want, data["index"]):
+            return None
+        if data["index"].get("uri") != uri:
             return None
         index = FrameIndex.from_dict(data["index"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, MediaDecodeError, RecursionError):
         return None
     _remember(key, index)
     return index
 
 
 def store_index(index: FrameIndex, cache_dir: Union[str, os.PathLike, None] = None) -> None:
-    """Keep the index in the process cache and, with `cache_dir`, on disk (written atomically)."""
+    """Keep the index in the process cache and, with `cache_dir`, on disk (written atomically,
+    with the file's identity and a checksum)."""
     key = file_identity(index.uri)
     if key is None:
         return
     _remember(key, index)
     if cache_dir is None:
         return
-    os.makedirs(cache_dir, exist_ok=True)
-    path = _cache_path(cache_dir, key)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"key": list(key), "index": index.to_dict()}, f)
-    os.replace(tmp, path)
+    folder = check_cache_dir(cache_dir)
+    path = _cache_path(folder, key)
+    entry = {"key": json.loads(json.dumps(list(key))), "index": index.to_dict()}
+    entry["sha256"] = _checksum(entry["key"], entry["index"])
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        with open(fd, "w", encoding="utf-8") as f:
+            json.dump(entry, f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise OptionError(f"cache_dir={folder!r}: cannot write a frame index there: {exc.strerror or exc}") from None
 
 
 def _remember(key: tuple, index: FrameIndex) -> None:

@@ -5,20 +5,27 @@ timestamp selects the frame whose real presentation time is nearest (ties to
 the earlier frame); beyond the last frame by more than its duration is an error.
 Timestamps resolve on the file's frame index (media/index.py) and frames are
 decoded by the planner (media/planner.py): forward, seeking over unneeded GOPs.
+
+Pictures are bounded by MASKDEC_MAX_PIXELS (maskdec.limits): FFmpeg gets the limit as its
+`max_pixels` both while probing the file and when decoding, so an oversized picture (a PNG
+decompression bomb, a video declaring a huge frame) is refused before its pixels are
+allocated, and the size is checked as soon as the header tells it.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
-from typing import Iterator, Literal, Optional, Sequence, Union
+import struct
+from typing import IO, Iterator, Literal, Optional, Sequence, Union
 
 import av
 import numpy as np
 
 from .. import forksafe  # noqa: F401  (forked children never free inherited FFmpeg objects)
 from ..errors import MediaDecodeError, TimestampRangeError
+from ..limits import check_pixels, max_pixels
 from .ffv1 import SliceCheck
-from .index import FrameIndex, build_index, cached_index, store_index
+from .index import FrameIndex, build_index, cached_index, check_cache_dir, store_index
 from .planner import Decoder
 from .uri import open_uri
 
@@ -56,20 +63,26 @@ class MediaReader:
     def __init__(self, uri: str, *, threads: Optional[int] = None,
                  cache_dir: Union[str, os.PathLike, None] = None) -> None:
         self.uri = uri
-        self.cache_dir = cache_dir
+        self.cache_dir = None if cache_dir is None else check_cache_dir(cache_dir)
         self._file = None
         self._index: Optional[FrameIndex] = None
         self._decoder: Optional[Decoder] = None
         self._still: Optional[av.VideoFrame] = None
+        limit = max_pixels()
+        # FFmpeg's max_pixels is an int option: beyond INT_MAX it would refuse every file
+        ffmpeg_limit = {"max_pixels": str(min(limit, 2 ** 31 - 1))}
+        target = open_uri(uri)  # MaskdecErrors of its own: not found, not allowed, not a regular file ...
+        if not isinstance(target, str):
+            self._file = target
         try:
-            target = open_uri(uri)
-            if not isinstance(target, str):
-                self._file = target
-            self.container = av.open(target, "r")
+            problem = _png_problem(target)
+            if problem:
+                raise MediaDecodeError(f"{uri}: {problem}")
+            self.container = av.open(target, "r", options=ffmpeg_limit)
         except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
-            if isinstance(exc, FileNotFoundError) and not isinstance(exc, av.FFmpegError):
-                raise
             self._close_file()
+            if isinstance(exc, MediaDecodeError):
+                raise
             raise MediaDecodeError(f"{uri}: cannot open as media: {exc}") from None
         if not self.container.streams.video:
             self.close()
@@ -79,9 +92,18 @@ class MediaReader:
         if ctx is None:  # FFmpeg has no decoder for it
             self.close()
             raise MediaDecodeError(f"{uri}: no decoder for its video stream")
+        if not ctx.width or not ctx.height:  # probing had to decode, and could not within the limit
+            self.close()
+            raise MediaDecodeError(f"{uri}: FFmpeg cannot tell its picture size: the picture is larger than "
+                                   f"the limit of {limit} pixels (MASKDEC_MAX_PIXELS), or the file is damaged")
+        problem = check_pixels(ctx.width, ctx.height)
+        if problem:
+            self.close()
+            raise MediaDecodeError(f"{uri}: {problem}")
         # Damaged data is an error, not a concealed picture: decoders verify checksums and
         # stop at the first error they detect (see decode() for frames they flag instead).
-        ctx.options = {**ctx.options, "err_detect": ERROR_DETECTION}
+        # Pictures past the pixel limit are refused before FFmpeg allocates them.
+        ctx.options = {**ctx.options, "err_detect": ERROR_DETECTION, **ffmpeg_limit}
         # FFmpeg's FFV1 decoder conceals a slice whose CRC fails without telling: check them here.
         self._slice_check = SliceCheck.from_extradata(ctx.extradata) if ctx.name == "ffv1" else None
         threads = resolve_threads(threads)
@@ -208,6 +230,27 @@ def _decode(container, stream, uri: str, check: Optional[SliceCheck] = None) -> 
                 yield frame
     except av.FFmpegError as exc:
         raise MediaDecodeError(f"{uri}: decoding failed: {exc}") from None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_problem(target: Union[str, IO[bytes]]) -> str:
+    """Why a PNG's header (IHDR) declares a picture over the pixel limit; "" when it does not,
+    or is no PNG. Read before FFmpeg probes the file, which decodes a PNG whole to learn its size."""
+    if isinstance(target, str):
+        with open(target, "rb") as f:
+            head = f.read(24)
+    elif hasattr(target, "seek") and hasattr(target, "tell"):
+        start = target.tell()
+        head = target.read(24)
+        target.seek(start)
+    else:
+        return ""
+    if len(head) < 24 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return ""
+    width, height = struct.unpack(">II", head[16:24])
+    return check_pixels(width, height)
 
 
 def _at(frame: av.VideoFrame) -> str:
