@@ -1,7 +1,6 @@
 """Which colour means which class in which mask, and the label ids (FORMAT.md §3)."""
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -9,8 +8,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import FrameFormatError, LabelError, MaskdecWarning, MediaNotFoundError
+from .errors import FrameFormatError, LabelError, MaskdecWarning
 from .frames import Frame, Roi, Source, _colour
+from .jsonfile import read_json
 
 __all__ = ["ColourDecl", "LabelTable", "mask_declarations", "load_mask_labels", "MaskLabels", "resolve_roi"]
 
@@ -49,22 +49,18 @@ def load_mask_labels(spec: Union[str, os.PathLike, Mapping, Sequence, None]) -> 
     list of `{"value", "labels"}`, or a JSON file holding either."""
     if spec is None:
         return []
-    if isinstance(spec, (str, os.PathLike)):
-        try:
-            with open(spec, encoding="utf-8") as fh:
-                spec = json.load(fh)
-        except FileNotFoundError:
-            raise MediaNotFoundError(f"mask labels file not found: {spec}") from None
-        except json.JSONDecodeError as exc:
-            raise FrameFormatError(f"invalid JSON: {exc.msg}", str(spec)) from None
+    root = "mask_labels"
+    if isinstance(spec, (str, os.PathLike)):  # errors name the file: bounded read, typed errors (jsonfile)
+        root = f"{os.path.basename(os.fspath(spec))}: mask_labels"
+        spec = read_json(spec, "mask labels file")
     if isinstance(spec, Mapping):
         if "_all_" not in spec:
-            raise FrameFormatError("expected the key '_all_'", "mask_labels")
-        spec, root = spec["_all_"], "mask_labels._all_"
-    else:
-        root = "mask_labels"
+            keys = ", ".join(repr(str(k)) for k in list(spec)[:5])
+            raise FrameFormatError('expected {"_all_": [{"value", "labels"}, ...]} or a list of {"value", '
+                                   f'"labels"}}, got an object with keys {keys or "(none)"}', root)
+        spec, root = spec["_all_"], f"{root}._all_"
     if not isinstance(spec, (list, tuple)):
-        raise FrameFormatError("expected a list of {value, labels}", root)
+        raise FrameFormatError(f'expected a list of {{"value", "labels"}}, got {type(spec).__name__}', root)
     out = []
     seen: dict[Colour, int] = {}
     for i, entry in enumerate(spec):
