@@ -1,0 +1,123 @@
+"""Streaming within limits: interleaved files and shuffled timestamps (maskdec.serve),
+and the options every sample source checks (maskdec.Options)."""
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+import pytest
+
+import maskdec
+from maskdec import MaskdecError, OptionError, iter_samples
+from maskdec.media.writer import write_video
+
+from conftest import frame_dict, index_of, index_rois, solid_frames
+
+N_FILES = 12
+N_FRAMES = 6
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """N_FILES small lossless clips; frame i of every clip is index_colour(i)."""
+    root = tmp_path_factory.mktemp("clips")
+    paths = []
+    for k in range(N_FILES):
+        path = root / f"clip{k:02d}.mkv"
+        write_video(path, solid_frames(N_FRAMES, 16, 24), codec="ffv1", fps=10)
+        paths.append(path)
+    return paths
+
+
+def _round_robin(clips) -> list[dict]:
+    """Frame t of every clip, then frame t + 1 of every clip ...: the order of a merged frames file."""
+    return [frame_dict(path, path, index_rois(N_FRAMES), timestamp=100 * t)
+            for t in range(N_FRAMES) for path in clips]
+
+
+def _served(frames, **options):
+    it = iter_samples(frames, images=False, **options)
+    shown = [index_of(s.label_map, it.labels) for s in it]
+    return shown, it.frames
+
+
+def test_interleaved_files_stay_within_the_open_file_limit(clips):
+    frames = _round_robin(clips)
+    shown, server = _served(frames, max_open_readers=3)
+    assert shown == [t for t in range(N_FRAMES) for _ in clips]  # right frames, input order
+    assert server.peak_open <= 3
+    assert server.reopened > 0  # the limit really closed files that were needed again
+
+
+def test_interleaved_files_without_a_limit_open_them_all(clips):
+    _, server = _served(_round_robin(clips), max_open_readers=1000)
+    assert server.peak_open == N_FILES
+
+
+def test_threads_stay_bounded_with_many_interleaved_files(clips):
+    peak = []
+    it = iter_samples(_round_robin(clips), images=False, max_open_readers=2, threads=1)
+    for _ in it:
+        peak.append(threading.active_count())
+    baseline = threading.active_count()
+    assert max(peak) <= baseline + 2 + 2  # a decode-ahead thread per open file, kernel pool aside
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("long") / "long.mkv"
+    write_video(path, solid_frames(40, 64, 96), codec="ffv1", fps=10)
+    return path
+
+
+@pytest.mark.parametrize("budget", [0, 3 * 64 * 96 * 3, 1 << 30])
+def test_shuffled_timestamps_keep_input_order_within_the_buffer_budget(long_clip, budget):
+    order = list(range(40)) * 2
+    random.Random(7).shuffle(order)
+    frames = [frame_dict(long_clip, long_clip, index_rois(40), timestamp=100 * i) for i in order]
+    shown, server = _served(frames, max_buffered_bytes=budget)
+    assert shown == order
+    assert server.peak_buffered_bytes <= budget
+    if budget >= 1 << 30:
+        assert server.peak_buffered_bytes > 0  # with room, frames decoded ahead wait for their turn
+
+
+def test_frames_shared_by_two_samples_are_decoded_once_when_they_fit(long_clip):
+    frames = [frame_dict(long_clip, long_clip, index_rois(40), timestamp=100 * i) for i in (5, 9, 5, 9)]
+    shown, server = _served(frames)
+    assert shown == [5, 9, 5, 9]
+    assert server.reopened == 0
+
+
+# ------------------------------------------------------------------ options
+
+@pytest.mark.parametrize("options, word", [
+    ({"tolerance": "10"}, "tolerance"),
+    ({"tolerance": -1}, "tolerance"),
+    ({"labels": ["a", "b"]}, "labels"),
+    ({"labels": {"a": "1"}}, "labels"),
+    ({"ignore_index": 70000}, "ignore_index"),
+    ({"timestamp_unit": "s"}, "timestamp_unit"),
+    ({"threads": 0}, "threads"),
+    ({"images": "yes"}, "images"),
+    ({"max_open_readers": 0}, "max_open_readers"),
+    ({"max_buffered_bytes": -1}, "max_buffered_bytes"),
+    ({"tolerence": 3}, "did you mean 'tolerance'"),
+])
+def test_bad_options_name_the_option(clips, options, word):
+    frames = [frame_dict(clips[0], clips[0], index_rois(1))]
+    with pytest.raises(OptionError, match=word):
+        iter_samples(frames, **options)
+    with pytest.raises(MaskdecError, match=word):
+        maskdec.MaskDataset(frames, **options)
+    with pytest.raises(MaskdecError, match=word):
+        list(maskdec.iter_roi_samples(frames, **options))
+
+
+def test_numpy_numbers_are_accepted_as_options(clips):
+    frames = [frame_dict(clips[0], clips[0], index_rois(1))]
+    it = iter_samples(frames, images=False, tolerance=np.float32(2.0), ignore_index=np.int64(254))
+    (sample,) = list(it)
+    assert it.labels.ignore_index == 254 and sample.label_map.dtype == np.uint8
+    assert index_of(sample.label_map, it.labels) == 0
