@@ -45,7 +45,7 @@ def example(directory: str, n_frames: int, width: int, height: int) -> None:
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON {name: id} enumeration.")
 @click.option("--mask-labels", "mask_labels_file", type=click.Path(dir_okay=False, exists=True),
-              help="Dataset-level colour table (FORMAT.md §3).")
+              help="Dataset-level colours, a JSON file (see docs/format.md).")
 @click.option("--tolerance", type=float, default=None, help="RGB snapping distance (default: by codec).")
 @click.option("--no-images", is_flag=True, help="Write label maps only.")
 @click.option("--format", "fmt", type=click.Choice(["png", "npz", "webdataset"]), default="png", show_default=True,
@@ -117,7 +117,7 @@ def export(frames: Optional[str], out_dir: str, use_example: bool, labels_file: 
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON {name: id} enumeration.")
 @click.option("--mask-labels", "mask_labels_file", type=click.Path(dir_okay=False, exists=True),
-              help="Dataset-level colour table (FORMAT.md §3).")
+              help="Dataset-level colours, a JSON file (see docs/format.md).")
 @click.option("--tolerance", type=float, default=None,
               help="RGB distance that counts as drift of a declared colour (default: by codec).")
 @click.option("--max-samples", type=int, default=None, help="Inspect at most N samples per mask file.")
@@ -143,7 +143,7 @@ def inspect(frames: str, labels_file: Optional[str], mask_labels_file: Optional[
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON {name: id} enumeration.")
 @click.option("--mask-labels", "mask_labels_file", type=click.Path(dir_okay=False, exists=True),
-              help="Dataset-level colour table (FORMAT.md §3).")
+              help="Dataset-level colours, a JSON file (see docs/format.md).")
 @click.option("--tolerance", type=float, default=None, help="RGB snapping distance (default: by codec).")
 @click.option("--max-samples", type=int, default=None, help="Preview at most the first N samples.")
 def preview(frames: str, out_dir: str, labels_file: Optional[str], mask_labels_file: Optional[str],
