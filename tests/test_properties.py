@@ -7,7 +7,8 @@ MaskdecError; nothing else escapes.
 The kernels: map_pixels on RGB, 8- and 16-bit grey and YUV planes agrees with
 a plain numpy oracle for arbitrary shapes, strides (views with steps, reversed
 axes) and palettes. RGB and grey: the nearest declared colour within the
-tolerance, ties to the colour declared first, else ignore_index. YUV: the
+tolerance, ties to the smaller colour (a colour declared twice keeps its first id),
+else ignore_index. YUV: the
 table lookup ColourTable.yuv_lut at (U, V, Y) of each pixel's chroma block,
 edge repair off.
 """
@@ -180,14 +181,18 @@ def oracle(pixels: np.ndarray, table: ColourTable, tolerance: float) -> np.ndarr
     """RGB (H, W, 3) matches (r, g, b) colours; 8-bit grey v is (v, v, v); 16-bit grey v
     matches (v,) and grey triples."""
     h, w = pixels.shape[:2]
+    first: dict[tuple, int] = {}
+    for colour, label in zip(table.colours, table.ids):
+        first.setdefault(tuple(colour), label)
+    canonical = sorted(first.items())  # argmin below picks the first minimum: the smaller colour
     if pixels.ndim == 3 or pixels.dtype == np.uint8:
         pix = (pixels if pixels.ndim == 3 else np.stack([pixels] * 3, axis=-1)).reshape(-1, 3).astype(np.int64)
-        decl = [(c, i) for c, i in zip(table.colours, table.ids) if len(c) == 3]
+        decl = [(c, i) for c, i in canonical if len(c) == 3]
         colours = np.array([c for c, _ in decl], np.int64).reshape(-1, 3)
         d2 = ((pix[:, None, :] - colours[None]) ** 2).sum(axis=2)
     else:
         pix = pixels.reshape(-1, 1).astype(np.int64)
-        decl = [(c, i) for c, i in zip(table.colours, table.ids) if len(c) == 1 or c[0] == c[1] == c[2]]
+        decl = [(c, i) for c, i in canonical if len(c) == 1 or c[0] == c[1] == c[2]]
         values = np.array([c[0] for c, _ in decl], np.int64).reshape(1, -1)
         d2 = (pix - values) ** 2
     ids = np.array([i for _, i in decl], np.int64)

@@ -159,9 +159,6 @@ cdef inline Py_ssize_t _repair(const uint8_t* u_own, const uint8_t* v_own, const
     cdef uint32_t hor_u = u_own[cn * us], hor_v = v_own[cn * vs]
     cdef uint32_t ver_u = u_side[c * us], ver_v = v_side[c * vs]
     cdef uint32_t best = (((own_u << 8) | own_v) << 8) | luma, cand
-    # flat chroma around the pixel: nothing to repair (an undeclared region, not an edge)
-    if _near(hor_u, own_u) and _near(hor_v, own_v) and _near(ver_u, own_u) and _near(ver_v, own_v):
-        return coarse_label[_coarse(best)]
     # the nearest by coarse distance, ties to the pixel's own chroma: minimum of (distance, rank, key),
     # branch-free (which of the candidates wins is a coin toss the branch predictor would lose)
     cdef uint64_t ranked = (<uint64_t>coarse[_coarse(best)] << 26) | best
@@ -176,8 +173,9 @@ cdef inline Py_ssize_t _repair(const uint8_t* u_own, const uint8_t* v_own, const
 
 
 def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
-            const pal_t[::1] lut, const pal_t[::1] coarse_label, const uint8_t[::1] coarse, int sentinel,
-            const label_t[::1] remap, label_t[:, ::1] out, Py_ssize_t row0=0, Py_ssize_t row1=-1,
+            const pal_t[::1] lut, const label_t[::1] remap, label_t[:, ::1] out, const uint8_t[::1] dist=None,
+            const pal_t[::1] coarse_label=None, const uint8_t[::1] coarse=None, int repair_limit=-1,
+            uint8_t[::1] edges=None, Py_ssize_t row0=0, Py_ssize_t row1=-1,
             const uint8_t[::1] exact=None, int64_t[::1] counts=None, int ignore=0):
     """out[i, j] = remap[lut[U << 16 | V << 8 | Y]], chroma taken at (i >> shift_y, j >> shift_x):
     `lut` gives the palette index of each YUV triple, `remap` the label of each palette index.
@@ -187,13 +185,18 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     (1, 0) and 4:4:4 (0, 0); NV12 passes its interleaved chroma plane as two
     strided views.
 
-    Edge repair: where the label is `sentinel` (>= 0; `remap` sends the palette's
-    marked cells there), the colour matches no palette colour well, as when a pixel's chroma block straddles a class
-    edge; the pixel then also tries the chroma of the neighbouring blocks on
-    its side, with its own luma, and takes the one nearest to a palette colour
-    by `coarse`, a 64**3 distance table indexed by the top 6 bits of U, V and
-    Y; its palette index comes from `coarse_label`, the index at each of its
-    cells' centre (both small enough to stay in cache), and its label from `remap`.
+    Edge repair (with repair_limit >= 0, subsampled chroma): a pixel whose chroma
+    differs (by more than 2 code values) from the neighbouring chroma on its side
+    (horizontally or vertically) lies on an edge; if also its own colour is farther
+    than `repair_limit` from every palette colour (`dist`, the distance table of
+    `lut`), its chroma block straddles a class edge. Such a pixel tries the chroma
+    of the neighbouring blocks on its side, with its own luma, and takes the one
+    nearest to a palette colour by `coarse`, a 64**3 distance table indexed by the
+    top 6 bits of U, V and Y; its palette index comes from `coarse_label`, the index
+    at each of its cells' centre (both small enough to stay in cache), its label
+    from `remap`. Pixels off edges (flat regions, declared or not) are never
+    visited: edges are found on the chroma rows first (`edges`: scratch of at
+    least a chroma row's length, one per concurrent call).
 
     Only rows row0 <= i < row1 (all by default) are written, so that callers
     can split a frame across threads. With `exact` and `counts`, also
@@ -210,8 +213,7 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     cdef label_t* onext
     cdef const pal_t* base
     cdef bint packed = ys == 1 and us == 1 and vs == 1 and shift_x == 1
-    cdef label_t mark = <label_t>sentinel if sentinel >= 0 else 0
-    cdef bint repair = sentinel >= 0
+    cdef bint repair = repair_limit >= 0 and shift_x == 1
     cdef bint stats = exact is not None and counts is not None
     cdef const uint8_t* ex = &exact[0] if stats else NULL
     cdef int64_t n = 0
@@ -252,8 +254,8 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                     orow[j] = remap[lut[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]]
             for r in range(i, i + rows):
                 if repair:
-                    _repair_row(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_x, shift_y, mark, &coarse_label[0],
-                                &coarse[0], &remap[0])
+                    _repair_row(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_y, &dist[0], repair_limit, &edges[0],
+                                &coarse_label[0], &coarse[0], &remap[0])
                 if stats:
                     n += _count_exact(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_x, shift_y, ex, ignore)
             i += rows
@@ -262,12 +264,19 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
         counts[1] += _count_equal(out, row0, end, ignore)
 
 
+cdef inline uint8_t _far(uint32_t a, uint32_t b) noexcept nogil:
+    """1 when two code values differ by more than 2 (branch-free: a - b + 2 wraps when negative)."""
+    return (a - b + 2) > 4
+
+
 cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const uint8_t* yrow, Py_ssize_t ys,
-                             label_t* orow, Py_ssize_t w, Py_ssize_t i, int shift_x, int shift_y, label_t mark,
-                             const pal_t* coarse_label, const uint8_t* coarse, const label_t* remap) noexcept nogil:
-    """Edge repair of the marked pixels of row i (see map_yuv)."""
-    cdef Py_ssize_t us = u.strides[1], vs = v.strides[1], cw = u.shape[1], k = i >> shift_y, kn = k, j = 0, c, cn
-    cdef const uint8_t* found
+                             label_t* orow, Py_ssize_t w, Py_ssize_t i, int shift_y, const uint8_t* dist,
+                             int limit, uint8_t* edges, const pal_t* coarse_label, const uint8_t* coarse,
+                             const label_t* remap) noexcept nogil:
+    """Edge repair of row i, 2:1 horizontal chroma (see map_yuv)."""
+    cdef Py_ssize_t us = u.strides[1], vs = v.strides[1], cw = u.shape[1], k = i >> shift_y, kn = k, j, c, cn
+    cdef uint32_t key, own_u, own_v
+    cdef uint64_t word
     if shift_y:  # the chroma row on this pixel row's side of its block
         kn = k - 1 if (i & 1) == 0 else k + 1
         if kn < 0 or kn >= u.shape[0]:
@@ -276,23 +285,42 @@ cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const
     cdef const uint8_t* vrow = &v[k, 0]
     cdef const uint8_t* uside = &u[kn, 0]
     cdef const uint8_t* vside = &v[kn, 0]
-    while j < w:
-        if label_t is uint8_t:  # skip unmarked runs with memchr (SIMD)
-            found = <const uint8_t*>memchr(<const void*>(orow + j), mark, w - j)
-            if found == NULL:
-                return
-            j = found - <const uint8_t*>orow
-        elif orow[j] != mark:
-            j = j + 1
-            continue
-        c = j >> shift_x
-        cn = c
-        if shift_x:
-            cn = c - 1 if (j & 1) == 0 else c + 1
-            if cn < 0 or cn >= cw:
-                cn = c
-        orow[j] = remap[_repair(urow, vrow, uside, vside, us, vs, c, cn, yrow[j * ys], coarse_label, coarse)]
-        j = j + 1
+    if cw < 2:
+        return
+    # 1. chroma columns whose chroma differs from a neighbour (left, right, or on this row's side)
+    for c in range(1, cw - 1):
+        edges[c] = (_far(urow[c * us], urow[(c - 1) * us]) | _far(vrow[c * vs], vrow[(c - 1) * vs])
+                    | _far(urow[c * us], urow[(c + 1) * us]) | _far(vrow[c * vs], vrow[(c + 1) * vs])
+                    | _far(urow[c * us], uside[c * us]) | _far(vrow[c * vs], vside[c * vs]))
+    edges[0] = (_far(urow[0], urow[us]) | _far(vrow[0], vrow[vs]) | _far(urow[0], uside[0])
+                | _far(vrow[0], vside[0]))
+    c = cw - 1
+    edges[c] = (_far(urow[c * us], urow[(c - 1) * us]) | _far(vrow[c * vs], vrow[(c - 1) * vs])
+                | _far(urow[c * us], uside[c * us]) | _far(vrow[c * vs], vside[c * vs]))
+    # 2. the pixels of those columns that are far from every palette colour, unless flat on their own side
+    c = 0
+    while c < cw:
+        if c + 8 <= cw:
+            memcpy(&word, edges + c, 8)
+            if word == 0:
+                c = c + 8
+                continue
+        if edges[c]:
+            own_u = urow[c * us]
+            own_v = vrow[c * vs]
+            for j in range(2 * c, 2 * c + 2 if 2 * c + 2 <= w else w):
+                cn = c - 1 if (j & 1) == 0 else c + 1
+                if cn < 0 or cn >= cw:
+                    cn = c
+                if (not (_far(own_u, urow[cn * us]) | _far(own_v, vrow[cn * vs]) | _far(own_u, uside[c * us])
+                         | _far(own_v, vside[c * vs]))):
+                    continue  # flat on this pixel's side: its own colour is the best there is
+                key = (((own_u << 8) | own_v) << 8) | yrow[j * ys]
+                if dist[key] <= limit:
+                    continue
+                orow[j] = remap[_repair(urow, vrow, uside, vside, us, vs, c, cn, yrow[j * ys], coarse_label,
+                                        coarse)]
+        c = c + 1
 
 
 cdef inline int64_t _count_exact(const uint8_t[:, :] u, const uint8_t[:, :] v, const uint8_t* yrow, Py_ssize_t ys,

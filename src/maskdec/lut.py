@@ -30,9 +30,8 @@ DEFAULT_LOSSY_TOLERANCE = 60.0
 #: YUV pixels farther than this from every palette colour (RGB distance) straddle a
 #: class edge inside their chroma block; the YUV kernel then tries the neighbouring chroma.
 EDGE_REPAIR_DISTANCE = 16
-#: Distinct colours one mask file may have: palette indices are 16-bit, with 0 for "none"
-#: and one value kept to mark pixels for edge repair.
-MAX_PALETTE_COLOURS = 65534
+#: Distinct colours one mask file may have: palette indices are 16-bit, with 0 for "none".
+MAX_PALETTE_COLOURS = 65535
 
 Colour = tuple  # (r, g, b), or (v,) for a 16-bit grey above 255
 
@@ -65,8 +64,8 @@ class Palette:
 
     @property
     def dtype(self) -> np.dtype:
-        """The dtype of palette indices: room for n + 2 values (none, the colours, the repair mark)."""
-        return np.dtype(np.uint8 if len(self.colours) + 2 <= 256 else np.uint16)
+        """The dtype of palette indices: room for n + 1 values (none and the colours)."""
+        return np.dtype(np.uint8 if len(self.colours) < 256 else np.uint16)
 
     @cached_property
     def position(self) -> dict[Colour, int]:
@@ -74,18 +73,11 @@ class Palette:
         return {c: k + 1 for k, c in enumerate(self.colours)}
 
     def remap(self, labels: Mapping[Colour, int], ignore_index: int, dtype: np.dtype) -> np.ndarray:
-        """The label of each palette index (0: ignore_index; colours missing from `labels`: ignore_index),
-        plus one last entry, for the repair mark, holding a label value nothing else uses
-        (ignore_index when every value is taken)."""
-        dtype = np.dtype(dtype)
-        out = np.full(len(self.colours) + 2, ignore_index, dtype)
+        """The label of each palette index (read-only): 0 and colours missing from `labels` get ignore_index."""
+        out = np.full(len(self.colours) + 1, ignore_index, np.dtype(dtype))
         position = self.position
         for colour, label in labels.items():
             out[position[colour]] = label
-        used = set(np.unique(out[:-1]).tolist())
-        free = next((v for v in range(np.iinfo(dtype).max + 1) if v not in used), None)
-        if free is not None:
-            out[-1] = free
         out.setflags(write=False)
         return out
 
@@ -96,7 +88,7 @@ class Palette:
 
 @lru_cache(maxsize=64)
 def _identity(n: int, dtype: str) -> np.ndarray:
-    out = np.arange(n + 2, dtype=dtype)
+    out = np.arange(n + 1, dtype=dtype)
     out.setflags(write=False)
     return out
 
@@ -214,18 +206,15 @@ def _yuv_index(palette: Palette, radius2: int, matrix: str, full_range: bool) ->
 
 
 @lru_cache(maxsize=8)
-def _yuv_repair(palette: Palette, radius2: int, matrix: str, full_range: bool
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For edge repair: the YUV palette table with cells farther than EDGE_REPAIR_DISTANCE from
-    every colour marked by index n + 1; the 64**3 coarse tables of the distance and of the palette
-    index at each cell's centre."""
+def _yuv_coarse(palette: Palette, radius2: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For edge repair: the 64**3 coarse tables of the distance to the nearest palette colour
+    and of the palette index at each cell's centre (small enough to stay in cache)."""
     clean, dist = _yuv_index(palette, radius2, matrix, full_range)
-    marked = np.where(dist > EDGE_REPAIR_DISTANCE, np.array(len(palette) + 1, palette.dtype), clean)
     coarse, coarse_index = (np.ascontiguousarray(a.reshape(256, 256, 256)[2::4, 2::4, 2::4]).reshape(-1)
                             for a in (dist, clean))
-    for array in (marked, coarse, coarse_index):
+    for array in (coarse, coarse_index):
         array.setflags(write=False)
-    return marked, coarse, coarse_index
+    return coarse, coarse_index
 
 
 @lru_cache(maxsize=32)
@@ -248,9 +237,6 @@ def _gray_index(palette: Palette, radius2: int, bits: int) -> np.ndarray:
         lut[hit] = k + 1
     lut.setflags(write=False)
     return lut
-
-
-_NO_COARSE = np.zeros(1, np.uint8)
 
 
 def map_pixels(pixels: np.ndarray, table: ColourTable, tolerance: float = 0.0,
@@ -321,20 +307,19 @@ def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out:
     out = _output(out, planes.y.shape, remap.dtype)
     radius2 = _radius2(tolerance)
     ignore = int(remap[0])
-    sentinel = int(remap[-1])
-    if edge_repair and (planes.shift_x or planes.shift_y) and sentinel != ignore:
-        lut, coarse, coarse_index = _yuv_repair(palette, radius2, planes.matrix, planes.full_range)
-    else:
-        lut = _yuv_index(palette, radius2, planes.matrix, planes.full_range)[0]
-        coarse, coarse_index, sentinel = _NO_COARSE, lut, -1
+    lut, dist = _yuv_index(palette, radius2, planes.matrix, planes.full_range)
+    repair = edge_repair and planes.shift_x == 1
+    coarse, coarse_index = _yuv_coarse(palette, radius2, planes.matrix, planes.full_range) if repair \
+        else (None, None)
     exact = None if counts is None else _yuv_exact(palette, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
-    args = (planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, coarse_index, coarse, sentinel,
-            remap, rows)
     bands = row_bands(rows.shape[0], align=2, threads=threads)  # even, so chroma rows are not split
+    edges = np.empty((len(bands), max(planes.u.shape[1], 1)), np.uint8)  # edge scratch, a row per band
     parts = None if counts is None else np.zeros((len(bands), 3), np.int64)  # a row of counts per band
-    run_bands(lambda r0, r1, k: kernels.map_yuv(*args, r0, r1, exact, None if parts is None else parts[k],
-                                                ignore), bands)
+    run_bands(lambda r0, r1, k: kernels.map_yuv(
+        planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, remap, rows, dist, coarse_index, coarse,
+        EDGE_REPAIR_DISTANCE if repair else -1, edges[k], r0, r1, exact, None if parts is None else parts[k],
+        ignore), bands)
     if counts is not None:
         counts += parts.sum(axis=0)
     if rows is not out:

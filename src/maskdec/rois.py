@@ -89,7 +89,7 @@ def roi_index_plan(frame: Frame, decls: dict, labels: LabelTable, palettes: Mapp
     plan = {}
     for key in decls:
         palette = palettes[key]
-        roi_of = np.zeros(len(palette) + 2, np.int32)
+        roi_of = np.zeros(len(palette) + 1, np.int32)
         position = palette.position
         for ref in reversed(refs[key]):  # the first ROI with a colour wins
             roi_of[position[ref.colour]] = ref.k + 1
