@@ -40,7 +40,8 @@ def anchors(path: Path) -> set[str]:
 
 def test_docs_exist():
     assert (ROOT / "docs" / "format.md").is_file()
-    assert {p.name for p in DOCS} >= {"format.md", "benchmarks.md", "internals.md", "remote.md", "export.md"}
+    assert {p.name for p in DOCS} >= {"format.md", "api.md", "tools.md", "export.md", "safety.md", "remote.md",
+                                      "internals.md", "benchmarks.md", "design.md"}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
