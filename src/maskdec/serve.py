@@ -31,7 +31,7 @@ __all__ = ["FrameServer", "DEFAULT_MAX_OPEN_READERS", "DEFAULT_MAX_BUFFERED_BYTE
 #: Files a streaming iterator keeps open at once.
 DEFAULT_MAX_OPEN_READERS = 16
 #: Bytes of frames decoded ahead of their turn that a streaming iterator keeps.
-DEFAULT_MAX_BUFFERED_BYTES = 256 << 20
+DEFAULT_MAX_BUFFERED_BYTES = 64 << 20
 
 FileKey = Hashable  # (role, uri)
 _NEVER = float("inf")
