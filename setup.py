@@ -22,4 +22,14 @@ def kernels_extension() -> Extension:
     )
 
 
-setup(ext_modules=cythonize([kernels_extension()], compiler_directives=DIRECTIVES))
+def tables_extension() -> Extension:
+    return Extension(
+        "maskdec._core.tables",
+        sources=["src/_core/tables.pyx"],
+        include_dirs=[numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"],
+    )
+
+
+setup(ext_modules=cythonize([kernels_extension(), tables_extension()], compiler_directives=DIRECTIVES))
