@@ -307,6 +307,14 @@ cdef void _yuv_cells(Blocks* c, int u0, int v0, int y0, int su, int sv, int sy, 
                 r = 255.0 * (0.0 if r < 0.0 else (1.0 if r > 1.0 else r))
                 g = 255.0 * (0.0 if g < 0.0 else (1.0 if g > 1.0 else g))
                 b = 255.0 * (0.0 if b < 0.0 else (1.0 if b > 1.0 else b))
+                if m == 1:
+                    k = own[0]
+                    best = ((r - col[3 * k]) * (r - col[3 * k]) + (g - col[3 * k + 1]) * (g - col[3 * k + 1])
+                            + (b - col[3 * k + 2]) * (b - col[3 * k + 2]))
+                    if best <= radius2:
+                        _put(c, key | y, k + 1)
+                    c.dist[key | y] = <uint8_t>ceil(sqrt(best)) if best <= cap2 else 255
+                    continue
                 best = 1e300
                 best_k = 0
                 for i in range(m):
