@@ -4,8 +4,8 @@
     for image, label_map in maskdec.iter_samples("frames.jsonl"):
         ...
 """
-from .errors import (FrameFormatError, LabelError, MaskdecError, MaskdecWarning, MediaDecodeError,
-                     MediaNotFoundError, MissingExtraError, SizeMismatchError, TimestampRangeError)
+from .errors import (FrameFormatError, LabelError, MaskdecError, MaskdecWarning, MediaAccessError, MediaDecodeError,
+                     MediaNotFoundError, MissingExtraError, OptionError, SizeMismatchError, TimestampRangeError)
 from .frames import Frame, Mask, Roi, RoiMask, Source, load_frames
 from .labels import LabelTable
 from .lut import ColourTable, map_pixels
@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MaskdecError", "FrameFormatError", "LabelError", "MediaNotFoundError", "MediaDecodeError",
-    "TimestampRangeError", "SizeMismatchError", "MissingExtraError", "MaskdecWarning",
+    "TimestampRangeError", "SizeMismatchError", "MissingExtraError", "MediaAccessError", "OptionError",
+    "MaskdecWarning",
     "Frame", "Source", "Mask", "Roi", "RoiMask", "load_frames",
     "LabelTable", "ColourTable", "map_pixels",
     "Sample", "SampleFailure", "iter_samples", "plan_samples", "MaskDataset", "RoiSample", "iter_roi_samples",

@@ -214,8 +214,9 @@ def open_uri(uri: str, *, cache: Optional[bool] = None) -> Union[str, IO[bytes]]
     if cache is None:
         cache = remote_cache_enabled()
     limit = max_remote_bytes()
+    options = storage_options(uri)
     try:
-        remote = fsspec.open(uri, "rb", **storage_options(uri)).open()
+        remote = fsspec.open(uri, "rb", **options).open()
     except FileNotFoundError as exc:
         raise _not_found(uri, exc) from None
     except ImportError as exc:
@@ -266,7 +267,7 @@ def _local_copy(uri: str, remote: IO[bytes], limit: int) -> IO[bytes]:
                     break
                 copied += len(chunk)
                 if copied > limit:
-                    raise _too_large(uri, limit, f"it sent more than {copied - len(chunk)} bytes")
+                    raise _too_large(uri, limit, f"it sent more than {limit} bytes")
                 local.write(chunk)
         local.flush()
         local.seek(0)
