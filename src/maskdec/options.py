@@ -12,14 +12,10 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from .errors import MaskdecError
+from .errors import MaskdecError, OptionError  # noqa: F401  (OptionError: one class for options and settings)
 from .serve import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_OPEN_READERS
 
 __all__ = ["Options", "OptionError"]
-
-
-class OptionError(MaskdecError, ValueError):
-    """An option with an unknown name or a value it cannot take."""
 
 
 MaskLabelsArg = Union[str, os.PathLike, Mapping, Sequence, None]
