@@ -91,7 +91,7 @@ class Options:
                     or not self.tolerance >= 0:
                 raise OptionError(f"option 'tolerance' must be a number >= 0 or None, got {self.tolerance!r}")
         _check_int("ignore_index", self.ignore_index, 0, 65535)
-        if self.timestamp_unit not in ("ms", "index"):
+        if not isinstance(self.timestamp_unit, str) or self.timestamp_unit not in ("ms", "index"):
             raise OptionError(f"option 'timestamp_unit' must be 'ms' or 'index', got {self.timestamp_unit!r}")
         if self.threads is not None:
             _check_int("threads", self.threads, 1, 1024)
