@@ -186,27 +186,6 @@ def test_a_full_16_bit_palette():
     check_yuv(colours, 3600, "bt709", False, np.uint16, keys=keys)
 
 
-def test_whole_tables_equal_the_old_builders():
-    """Every cell, against the brute-force builders lut.py used before palettes (ids 1..n, ignore 0)."""
-    from maskdec._core import kernels
-    if not hasattr(kernels, "build_yuv_lut") or not hasattr(kernels, "build_rgb_lut"):
-        pytest.skip("the old builders are gone")
-    colours = np.array(sorted(CITYSCAPES[:4] + SATURATED[:3]), np.uint8)
-    ids = np.arange(1, len(colours) + 1, dtype=np.uint8)
-    old = np.zeros(1 << 24, np.uint8)
-    kernels.build_rgb_lut(colours, ids, 3600, old, np.full(1 << 24, 0xFFFFFFFF, np.uint32))
-    np.testing.assert_array_equal(rgb_index_table(colours, 3600, np.uint8), old)
-    kr, kb = KR_KB["bt601"]
-    codes = np.arange(256.0)
-    old, old_dist = np.zeros(1 << 24, np.uint8), np.full(1 << 24, 255, np.uint8)
-    kernels.build_yuv_lut(colours.astype(np.float64), ids, 3600.0, codes / 255.0, (codes - 128.0) / 255.0, kr, kb,
-                          old, old_dist)
-    table, dist = yuv_index_table(colours, 3600, "bt601", True, np.uint8)
-    np.testing.assert_array_equal(table, old)
-    cap = distance_cap(3600)
-    np.testing.assert_array_equal(dist, np.where(old_dist <= cap, old_dist, 255))
-
-
 # ----------------------------------------------------------------- ties and near-duplicates
 
 def test_near_duplicate_and_repeated_colours():

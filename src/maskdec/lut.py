@@ -18,6 +18,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from . import tables
 from ._core import kernels
 from .errors import LabelError, MaskdecError
 from .threads import kernel_threads, row_bands, run_bands  # noqa: F401  (re-exported)
@@ -170,39 +171,30 @@ def _rgb_colours(palette: Palette) -> tuple[np.ndarray, np.ndarray]:
     return colours, np.array([k for _, k in picked], dtype=palette.dtype)
 
 
-_KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
-
-
 @lru_cache(maxsize=8)
 def _rgb_index(palette: Palette, radius2: int) -> np.ndarray:
     """The palette table of RGB pixels (read-only, 2**24 entries)."""
     colours, index = _rgb_colours(palette)
-    lut = np.zeros(1 << 24, palette.dtype)
-    if len(colours):
-        best = np.full(1 << 24, 0xFFFFFFFF, dtype=np.uint32)
-        kernels.build_rgb_lut(colours, index, min(radius2, 3 * 255 ** 2), lut, best)
-    lut.setflags(write=False)
-    return lut
+    return _in_palette(tables.rgb_index_table(colours, radius2, palette.dtype), index, palette)
 
 
 @lru_cache(maxsize=8)
 def _yuv_index(palette: Palette, radius2: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The palette table of YUV triples (chroma-major) and each triple's distance to the nearest colour."""
-    kr, kb = _KR_KB[matrix]
-    codes = np.arange(256, dtype=np.float64)
-    if full_range:
-        luma, chroma = codes / 255.0, (codes - 128.0) / 255.0
-    else:
-        luma, chroma = (codes - 16.0) / 219.0, (codes - 128.0) / 224.0
-    lut = np.zeros(1 << 24, palette.dtype)
-    dist = np.full(1 << 24, 255, np.uint8)
+    """The palette table of YUV triples (chroma-major) and each triple's distance to the nearest
+    colour (exact up to max(tolerance, EDGE_REPAIR_DISTANCE) + 1, see tables.yuv_index_table)."""
     colours, index = _rgb_colours(palette)
-    if len(colours):
-        kernels.build_yuv_lut(colours.astype(np.float64), index, float(min(radius2, 3 * 255 ** 2)), luma, chroma,
-                              kr, kb, lut, dist)
-    lut.setflags(write=False)
-    dist.setflags(write=False)
-    return lut, dist
+    lut, dist = tables.yuv_index_table(colours, radius2, matrix, full_range, palette.dtype)
+    return _in_palette(lut, index, palette), dist
+
+
+def _in_palette(lut: np.ndarray, index: np.ndarray, palette: Palette) -> np.ndarray:
+    """A table over the palette's (r, g, b) colours, renumbered to palette indices when the
+    palette also holds 16-bit greys (which no RGB or YUV pixel can be)."""
+    if len(index) == len(palette):
+        return lut
+    renumbered = np.concatenate([np.zeros(1, palette.dtype), index])[lut]
+    renumbered.setflags(write=False)
+    return renumbered
 
 
 @lru_cache(maxsize=8)
