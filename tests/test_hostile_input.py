@@ -656,3 +656,35 @@ def test_known_clearml_keys_do_not_warn(mask_png):
         frame = Frame.from_dict(d, strict_keys=True)
     assert Frame.from_dict(frame.to_dict()) == frame
 
+
+
+@pytest.mark.parametrize("change, culprit", [
+    (lambda d: d["sources"][0].update(timestamp="9" * 5000), "$.sources[0].timestamp"),
+    (lambda d: d["sources"][0].update(timestamp=10 ** 5000), "$.sources[0].timestamp"),
+    (lambda d: d["sources"][0].update(width=10 ** 5000), "$.sources[0].width"),
+    (lambda d: d["sources"][0].update(id=10 ** 5000), "$.sources[0].id"),
+    (lambda d: d.update(id=10 ** 5000), "$.id"),
+    (lambda d: d["rois"][0]["mask"].update(value=[10 ** 5000, 0, 0]), "$.rois[0].mask.value"),
+])
+def test_numbers_python_cannot_print_are_frame_errors(mask_png, change, culprit):
+    """Given as Python objects (JSON files turn them into errors while reading)."""
+    d = frame_dict(mask_png, mask_png)
+    change(d)
+    with pytest.raises(FrameFormatError) as caught:
+        Frame.from_dict(d)
+    assert caught.value.path == culprit and len(str(caught.value)) < 300
+
+
+def test_many_unknown_keys_give_a_bounded_number_of_warnings(tmp_path, mask_png):
+    d = frame_dict(mask_png, mask_png)
+    d.update({f"custom{i}": i for i in range(500)})
+    d["x" * 100_000] = 1
+    with pytest.warns(MaskdecWarning) as record:
+        Frame.from_dict(d)
+    assert len(record) == 21 and str(record[-1].message) == "$: and 481 more unknown keys"
+    assert max(len(str(w.message)) for w in record) < 300
+    path = tmp_path / "frames.jsonl"
+    path.write_text(json.dumps(d) + "\n")
+    with pytest.warns(MaskdecWarning) as record:
+        load_frames(path)
+    assert len(record) == 21 and str(record[-1].message) == "and 481 more distinct unknown keys"

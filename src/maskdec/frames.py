@@ -62,6 +62,23 @@ def normalise_content_type(content_type: Optional[str], uri: str = "") -> Option
 
 # ----------------------------------------------------------------- value checks
 
+#: Timestamps longer than this many digits are refused at parse time (no clip is that long,
+#: and Python cannot even print a number past 4300 digits).
+_MAX_TIMESTAMP_DIGITS = 300
+#: Distinct unknown keys reported one by one; the rest are counted in one last warning.
+_MAX_KEY_WARNINGS = 20
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """repr(value) for messages, shortened to `limit` characters; safe for any value (Python
+    refuses to print an int past 4300 digits)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "<a number too long to print>"
+    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"
+
+
 def _require_object(value: Any, path: str) -> dict:
     if not isinstance(value, dict):
         raise FrameFormatError(f"expected a JSON object, got {type(value).__name__}", path)
@@ -73,16 +90,24 @@ def _require_str(d: dict, key: str, path: str, *, coerce_int: bool = False) -> s
         raise FrameFormatError(f"missing required key {key!r}", path)
     value = d[key]
     if coerce_int and isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        return _text(value, f"{path}.{key}")
     if not isinstance(value, str) or not value:
-        raise FrameFormatError(f"{key!r} must be a non-empty string, got {value!r}", f"{path}.{key}")
+        raise FrameFormatError(f"{key!r} must be a non-empty string, got {_show(value)}", f"{path}.{key}")
     return value
+
+
+def _text(value: Any, where: str) -> str:
+    """str(value) of an id given as another type (a number); FrameFormatError when even that fails."""
+    try:
+        return str(value)
+    except ValueError:  # an int past 4300 digits
+        raise FrameFormatError(f"an id must be a string, got {_show(value)}", where) from None
 
 
 def _optional_str(d: dict, key: str, path: str) -> Optional[str]:
     value = d.get(key)
     if value is not None and not isinstance(value, str):
-        raise FrameFormatError(f"{key!r} must be a string, got {value!r}", f"{path}.{key}")
+        raise FrameFormatError(f"{key!r} must be a string, got {_show(value)}", f"{path}.{key}")
     return value
 
 
@@ -93,18 +118,20 @@ def _timestamp(d: dict, path: str) -> Optional[int]:
     value = d["timestamp"]
     where = f"{path}.timestamp"
     if isinstance(value, bool):
-        raise FrameFormatError(f"timestamp must be an integer, got {value!r}", where)
+        raise FrameFormatError(f"timestamp must be an integer, got {_show(value)}", where)
     if isinstance(value, str):
         text = value.strip()
-        if not re.fullmatch(r"-?[0-9]+", text):
-            raise FrameFormatError(f"timestamp must be an integer, got {value!r}", where)
+        if not re.fullmatch(r"-?[0-9]+", text) or len(text) > _MAX_TIMESTAMP_DIGITS:
+            raise FrameFormatError(f"timestamp must be an integer, got {_show(value)}", where)
         value = int(text)
     elif isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int):
-        raise FrameFormatError(f"timestamp must be an integer, got {value!r}", where)
+        raise FrameFormatError(f"timestamp must be an integer, got {_show(value)}", where)
     if value < 0:
-        raise FrameFormatError(f"timestamp must not be negative, got {value}", where)
+        raise FrameFormatError(f"timestamp must not be negative, got {_show(value)}", where)
+    if value >= 10 ** _MAX_TIMESTAMP_DIGITS:
+        raise FrameFormatError(f"timestamp has more than {_MAX_TIMESTAMP_DIGITS} digits", where)
     return value
 
 
@@ -113,10 +140,10 @@ def _size(d: dict, key: str, path: str) -> Optional[int]:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise FrameFormatError(f"{key!r} must be a positive integer, got {value!r}", f"{path}.{key}")
+        raise FrameFormatError(f"{key!r} must be a positive integer, got {_show(value)}", f"{path}.{key}")
     limit = max_pixels()
     if value > limit:
-        raise FrameFormatError(f"{key!r} {value} is more than the pixel limit of {limit} (MASKDEC_MAX_PIXELS)",
+        raise FrameFormatError(f"{key!r} {_show(value)} is more than the pixel limit of {limit} (MASKDEC_MAX_PIXELS)",
                                f"{path}.{key}")
     return value
 
@@ -141,7 +168,7 @@ def _colour(value: Any, path: str) -> tuple[int, ...]:
         ok = all(0 <= c <= limit for c in value)
     if not ok:
         raise FrameFormatError(
-            f"colour value must be [r, g, b] with channels 0..255 or [v] with v 0..65535, got {value!r}", path)
+            f"colour value must be [r, g, b] with channels 0..255 or [v] with v 0..65535, got {_show(value)}", path)
     return tuple(value)
 
 
@@ -232,7 +259,7 @@ class Source:
         for i, m in enumerate(masks):
             if m.id in seen:
                 raise FrameFormatError(
-                    f"duplicate mask id {m.id!r} (also at masks[{seen[m.id]}])", f"{path}.masks[{i}].id")
+                    f"duplicate mask id {_show(m.id)} (also at masks[{seen[m.id]}])", f"{path}.masks[{i}].id")
             seen[m.id] = i
         for key in ("preview", "meta"):
             if d.get(key) is not None and not isinstance(d[key], dict):
@@ -299,13 +326,13 @@ class Roi:
                            value=_colour(m.get("value"), f"{path}.mask.value"))
         confidence = d.get("confidence")
         if confidence is not None and (isinstance(confidence, bool) or not isinstance(confidence, (int, float))):
-            raise FrameFormatError(f"'confidence' must be a number, got {confidence!r}", f"{path}.confidence")
+            raise FrameFormatError(f"'confidence' must be a number, got {_show(confidence)}", f"{path}.confidence")
         roi_id = d.get("id")
         return cls(
             labels=list(labels),
-            sources=[str(s) for s in sources],
+            sources=[_text(s, f"{path}.sources[{i}]") for i, s in enumerate(sources)],
             mask=mask,
-            id=None if roi_id is None else str(roi_id),
+            id=None if roi_id is None else _text(roi_id, f"{path}.id"),
             confidence=confidence,
             meta=d.get("meta"),
             extra=_extra(d, _ROI_KEYS),
@@ -350,8 +377,11 @@ class Frame:
         if found:
             if strict_keys:
                 raise found[0].error()
-            for key in found:
+            for key in found[:_MAX_KEY_WARNINGS]:
                 warnings.warn(key.message(), MaskdecWarning, stacklevel=2)
+            if len(found) > _MAX_KEY_WARNINGS:
+                warnings.warn(f"{path}: and {len(found) - _MAX_KEY_WARNINGS} more unknown keys", MaskdecWarning,
+                              stacklevel=2)
         return cls._parse(d, path, base_dir)
 
     @classmethod
@@ -365,7 +395,7 @@ class Frame:
         for i, s in enumerate(sources):
             if s.id in seen:
                 raise FrameFormatError(
-                    f"duplicate source id {s.id!r} (also at sources[{seen[s.id]}])", f"{path}.sources[{i}].id")
+                    f"duplicate source id {_show(s.id)} (also at sources[{seen[s.id]}])", f"{path}.sources[{i}].id")
             seen[s.id] = i
         raw_rois = d.get("rois") or []
         if not isinstance(raw_rois, list):
@@ -374,7 +404,7 @@ class Frame:
         for i, roi in enumerate(rois):
             for j, sid in enumerate(roi.sources):
                 if sid not in seen:
-                    raise FrameFormatError(f"ROI points at unknown source {sid!r}", f"{path}.rois[{i}].sources[{j}]")
+                    raise FrameFormatError(f"ROI points at unknown source {_show(sid)}", f"{path}.rois[{i}].sources[{j}]")
         if d.get("meta") is not None and not isinstance(d["meta"], dict):
             raise FrameFormatError("'meta' must be an object", f"{path}.meta")
         frame_id = d.get("id")
@@ -382,9 +412,9 @@ class Frame:
         return cls(
             sources=sources,
             rois=rois,
-            id=None if frame_id is None else str(frame_id),
+            id=None if frame_id is None else _text(frame_id, f"{path}.id"),
             timestamp=_timestamp(d, path),
-            context_id=None if context_id is None else str(context_id),
+            context_id=None if context_id is None else _text(context_id, f"{path}.context_id"),
             meta=d.get("meta"),
             extra=_extra(d, _FRAME_KEYS),
             base_dir=None if base_dir is None else os.fspath(base_dir),
@@ -463,12 +493,12 @@ class UnknownKey(NamedTuple):
 
     def message(self) -> str:
         hint = f"did you mean {self.nearest!r}?" if self.nearest else "not in ClearML's frame schema"
-        return f"{self.path}: unknown {self.kind} key {self.key!r} ({hint}); it is carried but not used"
+        return f"{self.path}: unknown {self.kind} key {_show(self.key)} ({hint}); it is carried but not used"
 
     def error(self) -> FrameFormatError:
         hint = f"did you mean {self.nearest!r}?" if self.nearest else "not a key of ClearML's frame schema"
-        return FrameFormatError(f"unknown {self.kind} key {self.key!r} ({hint}; strict_keys refuses it)",
-                                f"{self.path}.{self.key}")
+        return FrameFormatError(f"unknown {self.kind} key {_show(self.key)} ({hint}; strict_keys refuses it)",
+                                f"{self.path}.{self.key if len(self.key) <= 40 else self.key[:37] + '...'}")
 
 
 def _objects(d: Any, path: str) -> Iterator[tuple[str, str, dict]]:
@@ -516,9 +546,13 @@ class _KeyReport:
             self.seen[(key.kind, key.key)] = (first, count + 1)
 
     def warn(self, stacklevel: int) -> None:
-        for first, count in self.seen.values():
+        reported = list(self.seen.values())
+        for first, count in reported[:_MAX_KEY_WARNINGS]:
             more = f" (and {count - 1} more {first.kind}s)" if count > 1 else ""
             warnings.warn(first.message() + more, MaskdecWarning, stacklevel=stacklevel + 1)
+        if len(reported) > _MAX_KEY_WARNINGS:
+            warnings.warn(f"and {len(reported) - _MAX_KEY_WARNINGS} more distinct unknown keys", MaskdecWarning,
+                          stacklevel=stacklevel + 1)
 
 
 # ----------------------------------------------------------------- files
