@@ -19,6 +19,7 @@ import pytest
 
 import maskdec
 from maskdec.export import export
+from maskdec.export_names import sample_key
 from maskdec.media.writer import write_video
 
 H, W, N = 64, 96, 6
@@ -142,8 +143,10 @@ def test_png_roi_mask_names_are_file_safe_and_unique_and_all_exist(png_export):
     assert len(paths) == len(set(paths)) == len(CLIPS) * N * N_ROIS
     assert all(re.fullmatch(r"roi_masks/[A-Za-z0-9_-]+\.png", p) for p in paths), paths[:N_ROIS]
     assert sorted(paths) == sorted(f"roi_masks/{p.name}" for p in (out / "roi_masks").iterdir())
-    assert "roi_masks/000000_cam_inst_roi003.png" in paths  # an ROI without an id: its position alone
-    assert "roi_masks/000000_cam_inst_roi002_obj2.png" in paths
+    key = sample_key(0, "cam", "inst")  # 000000_cam_inst_<digest of the identity>
+    assert f"roi_masks/{key}_roi003.png" in paths  # an ROI without an id: its position alone
+    assert f"roi_masks/{key}_roi002_obj2.png" in paths
+    assert f"roi_masks/{key}_roi000_obj-0.png" in paths  # "obj 0/ä": its readable part
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
     assert (out / "failures.jsonl").read_text() == ""
 

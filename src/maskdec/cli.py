@@ -1,24 +1,152 @@
-"""The `maskdec` command line."""
+"""The `maskdec` command line.
+
+Exit status: 0 done; 1 done, but some samples failed (export, inspect); 2 an error
+that stopped the command (bad input, a usage error, an --out in use); 3 an internal
+error (a bug: MASKDEC_DEBUG=1 shows its traceback); 130 interrupted (Ctrl-C).
+Errors are one line on stderr, never a traceback; names and URIs from the input
+are printed with control characters escaped.
+"""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import tempfile
-from typing import Optional
+from typing import Any, NoReturn, Optional, Sequence
 
 import click
 
 from .errors import MaskdecError
 
+#: Failed media files listed one by one before the rest is summed up.
+FAILURE_LINES = 10
 
-def _load_json(path: Optional[str]) -> Optional[dict]:
+
+def printable(text: object) -> str:
+    """`text` with every character that is not printable (control characters, line
+    breaks, bidi overrides, lone surrogates) written as a Python escape, so one
+    message is one line and cannot steer the terminal."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def _say(message: str) -> None:
+    click.echo(printable(message), err=True)
+
+
+def _fail(message: str, status: int = 2) -> NoReturn:
+    _say(f"maskdec: error: {message}")
+    sys.exit(status)
+
+
+def _load_json(path: Optional[str], option: str) -> Any:
+    """The JSON value of the file given to `option` (None when not given); a file that
+    cannot be read, is not UTF-8 or not JSON stops the command with a one-line error."""
     if path is None:
         return None
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        _fail(f"{option} {path}: cannot read it: {exc.strerror or exc}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _fail(f"{option} {path}: not UTF-8 text (byte {exc.start})")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        _fail(f"{option} {path}: JSON nested too deeply")
+    except ValueError as exc:
+        _fail(f"{option} {path}: invalid JSON: {getattr(exc, 'msg', exc)} "
+              f"(line {getattr(exc, 'lineno', '?')}, column {getattr(exc, 'colno', '?')})")
 
 
-@click.group()
+def _load_labels(path: Optional[str], option: str = "--labels") -> Optional[dict]:
+    """A {name: id} enumeration: a JSON object of integer ids."""
+    value = _load_json(path, option)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        _fail(f"{option} {path}: expected a JSON object {{name: id}}, got a JSON {_json_type(value)}")
+    for name, label_id in value.items():
+        if not isinstance(label_id, int) or isinstance(label_id, bool):
+            _fail(f"{option} {path}: the id of {name!r} must be an integer, got {json.dumps(label_id)[:40]}")
+    return value
+
+
+def _load_colours(path: Optional[str]) -> Optional[dict]:
+    """--colours: a JSON object {name: [r, g, b]}."""
+    value = _load_json(path, "--colours")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        _fail(f"--colours {path}: expected a JSON object {{name: [r, g, b]}}, got a JSON {_json_type(value)}")
+    for name, colour in value.items():
+        if not (isinstance(colour, list) and len(colour) == 3
+                and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour)):
+            _fail(f"--colours {path}: the colour of {name!r} must be [r, g, b] with integers 0-255, "
+                  f"got {json.dumps(colour)[:40]}")
+    return value
+
+
+def _check_mask_labels(path: Optional[str]) -> Optional[str]:
+    """--mask-labels: checked to be UTF-8 JSON here (its structure is checked when loaded)."""
+    if path is not None:
+        value = _load_json(path, "--mask-labels")
+        if not isinstance(value, (dict, list)):
+            _fail(f"--mask-labels {path}: expected a JSON object or list, got a JSON {_json_type(value)}")
+    return path
+
+
+def _json_type(value: object) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """The first Ctrl-C stops the command cleanly; a second one ends it at once."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
+class _Main(click.Group):
+    """Runs a command so that every way it can stop is one line and a documented status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            signal.signal(signal.SIGINT, _interrupted)
+        except ValueError:  # not the main thread (a test harness): keep Python's handler
+            pass
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            done = " (an export keeps the samples it finished: run it again to resume)"
+            _say(f"maskdec: interrupted{done if ctx.invoked_subcommand == 'export' else ''}")
+            sys.exit(130)
+        except MaskdecError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(str(exc))
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback on request
+            if os.environ.get("MASKDEC_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (MASKDEC_DEBUG=1 shows the traceback)", 3)
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="maskdec")
 def main() -> None:
     """maskdec: decode segmentation masks of dataset frames into label maps."""
@@ -37,10 +165,32 @@ def example(directory: str, n_frames: int, width: int, height: int) -> None:
     click.echo(str(ex.frames_path))
 
 
+def _report_failures(failures: Sequence[dict]) -> None:
+    """One line per media file at fault (with a count when it failed several samples),
+    at most FAILURE_LINES of them."""
+    by_uri: dict[str, list[dict]] = {}
+    for failure in failures:
+        by_uri.setdefault(str(failure.get("uri")), []).append(failure)
+    for n, (uri, items) in enumerate(by_uri.items()):
+        if n == FAILURE_LINES:
+            _say(f"  ... and {len(by_uri) - n} more files with failures; each failure is in failures.jsonl")
+            break
+        first = items[0]
+        if len(items) == 1:
+            _say(f"  failed: frame {first['frame_index']}: {first['error']}")
+            continue
+        indices = [f["frame_index"] for f in items]
+        others = len({f["error"] for f in items}) - 1
+        more = f" (and {others} other errors)" if others else ""
+        _say(f"  failed: {len(items)} samples of {uri} (frames {min(indices)} to {max(indices)}): "
+             f"{first['error']}{more}")
+
+
 @main.command()
 @click.argument("frames", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", required=True,
-              help="Output folder, or a remote URL such as s3://bucket/prefix ([remote] extra).")
+              help="Output folder, or a remote URL such as s3://bucket/prefix ([remote] extra). It must be "
+                   "empty, new, or an earlier maskdec export (see --allow-foreign-dir).")
 @click.option("--example", "use_example", is_flag=True, help="Export the embedded example dataset.")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, exists=True),
               help="JSON {name: id} enumeration.")
@@ -56,27 +206,39 @@ def example(directory: str, n_frames: int, width: int, height: int) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: cores; 1: in this process); with --backend ray, tasks in flight.")
 @click.option("--resume/--overwrite", default=True, show_default=True,
-              help="Skip the samples an earlier run of the same export finished, or start afresh.")
+              help="Skip the samples an earlier run of the same export finished (redoing those whose media "
+                   "files changed since), or start afresh: --overwrite removes only the files the earlier "
+                   "export recorded writing.")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local process pool, or Ray ([ray] extra).")
 @click.option("--ray-address", default=None, help="Address of a running Ray cluster (default: start a local one).")
 @click.option("--per-roi", is_flag=True,
               help="Also one mask per ROI (0/255 PNG; npz: a roi_masks array), listed in the manifest with "
                    "box, area and labels.")
+@click.option("--allow-foreign-dir", is_flag=True,
+              help="Write into a non-empty --out that holds no maskdec export (refused by default). maskdec "
+                   "then replaces files named like its outputs and removes only what it wrote.")
 def export(frames: Optional[str], out_dir: str, use_example: bool, labels_file: Optional[str],
            mask_labels_file: Optional[str], tolerance: Optional[float], no_images: bool, fmt: str,
            shard_size: int, workers: Optional[int], resume: bool, backend: str, ray_address: Optional[str],
-           per_roi: bool) -> None:
+           per_roi: bool, allow_foreign_dir: bool) -> None:
     """Export label maps of every sample in FRAMES (or of --example) to --out.
 
-    Exits 1 when a sample failed (see failures.jsonl), 2 on an error that stops the export.
+    One export at a time writes into --out (a second one exits 2 naming the first);
+    maskdec writes only its own files there and never follows a link in it.
+    Exits 1 when a sample failed (see failures.jsonl), 2 on an error that stops the
+    export, 130 when interrupted (run it again to resume).
     """
     from .export import export as run_export
+    from .export_store import open_store
 
     if use_example == (frames is not None):
         raise click.UsageError("give either FRAMES or --example")
     if ray_address is not None and backend != "ray":
         raise click.UsageError("--ray-address needs --backend ray")
+    labels = _load_labels(labels_file)
+    mask_labels = _check_mask_labels(mask_labels_file)
+    open_store(out_dir)  # an --out that cannot be written stops here, before any work
     bar = None
 
     def start(total: int) -> None:
@@ -92,23 +254,25 @@ def export(frames: Optional[str], out_dir: str, use_example: bool, labels_file: 
 
             frames = str(make_example(tmp).frames_path)
         try:
-            summary = run_export(frames, out_dir, labels=_load_json(labels_file), mask_labels=mask_labels_file,
-                                 tolerance=tolerance, images=not no_images, format=fmt, shard_size=shard_size,
-                                 workers=workers, resume=resume, backend=backend, ray_address=ray_address,
-                                 per_roi=per_roi, start=start,
+            summary = run_export(frames, out_dir, labels=labels, mask_labels=mask_labels, tolerance=tolerance,
+                                 images=not no_images, format=fmt, shard_size=shard_size, workers=workers,
+                                 resume=resume, backend=backend, ray_address=ray_address, per_roi=per_roi,
+                                 allow_foreign_dir=allow_foreign_dir, start=start,
                                  progress=lambda n: bar.update(n) if bar is not None else None)
-        except MaskdecError as exc:
-            click.echo(f"maskdec: error: {exc}", err=True)
-            sys.exit(2)
         finally:
             if bar is not None:
                 bar.close()
+    for note in summary.notes:
+        _say(f"note: {note}")
+    if summary.changed_media:
+        shown = ", ".join(summary.changed_media[:3]) + (
+            f" and {len(summary.changed_media) - 3} more" if len(summary.changed_media) > 3 else "")
+        _say(f"{len(summary.changed_media)} media files changed since the last run ({shown}): redid their "
+             f"{summary.changed_samples} finished samples")
     skipped = f" ({summary.skipped} done before)" if summary.skipped else ""
-    click.echo(f"exported {summary.samples} samples{skipped}, {summary.failed} failed, "
-               f"{100 * summary.unknown_share:.2f}% unknown pixels, to {summary.out_dir}; "
-               f"labels {summary.labels}", err=True)
-    for failure in summary.failures:
-        click.echo(f"  failed: frame {failure['frame_index']}: {failure['error']}", err=True)
+    _say(f"exported {summary.samples} samples{skipped}, {summary.failed} failed, "
+         f"{100 * summary.unknown_share:.2f}% unknown pixels, to {summary.out_dir}; labels {summary.labels}")
+    _report_failures(summary.failures)
     sys.exit(1 if summary.failed else 0)
 
 
@@ -127,12 +291,8 @@ def inspect(frames: str, labels_file: Optional[str], mask_labels_file: Optional[
     """Report media facts, the label table and the colours each mask really holds."""
     from .inspect import inspect_frames
 
-    try:
-        report = inspect_frames(frames, labels=_load_json(labels_file), mask_labels=mask_labels_file,
-                                tolerance=tolerance, max_samples=max_samples)
-    except MaskdecError as exc:
-        click.echo(f"maskdec: error: {exc}", err=True)
-        sys.exit(2)
+    report = inspect_frames(frames, labels=_load_labels(labels_file), mask_labels=_check_mask_labels(mask_labels_file),
+                            tolerance=tolerance, max_samples=max_samples)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_text(), nl=as_json)
     sys.exit(1 if report.failures else 0)
 
@@ -151,15 +311,12 @@ def preview(frames: str, out_dir: str, labels_file: Optional[str], mask_labels_f
     """Write overlays, a contact sheet and index.html for the samples of FRAMES to --out."""
     from .preview import preview as run_preview
 
-    try:
-        summary = run_preview(frames, out_dir, labels=_load_json(labels_file), mask_labels=mask_labels_file,
-                              tolerance=tolerance, max_samples=max_samples)
-    except MaskdecError as exc:
-        click.echo(f"maskdec: error: {exc}", err=True)
-        sys.exit(2)
-    click.echo(f"previewed {len(summary.rows)} samples, {len(summary.warnings)} warnings: {summary.index}", err=True)
+    summary = run_preview(frames, out_dir, labels=_load_labels(labels_file),
+                          mask_labels=_check_mask_labels(mask_labels_file), tolerance=tolerance,
+                          max_samples=max_samples)
+    _say(f"previewed {len(summary.rows)} samples, {len(summary.warnings)} warnings: {summary.index}")
     for warning in summary.warnings:
-        click.echo(f"  warning: {warning}", err=True)
+        _say(f"  warning: {warning}")
 
 
 @main.command()
@@ -183,15 +340,10 @@ def encode(label_maps: str, labels_file: str, colours_file: Optional[str], out_d
     """Encode LABEL_MAPS (a folder of PNGs or an .npy stack) into a mask video and frames.jsonl."""
     from .encode import encode_masks
 
-    try:
-        result = encode_masks(label_maps, out_dir, labels=_load_json(labels_file), colours=_load_json(colours_file),
-                              codec=codec, fps=fps, source=source, mask_id=mask_id, ignore_index=ignore_index,
-                              crf=crf)
-    except MaskdecError as exc:
-        click.echo(f"maskdec: error: {exc}", err=True)
-        sys.exit(2)
-    click.echo(f"encoded {result.n_frames} label maps into {result.mask_path} "
-               f"({'lossless' if result.lossless else 'lossy'}); frames {result.frames_path}", err=True)
+    result = encode_masks(label_maps, out_dir, labels=_load_labels(labels_file), colours=_load_colours(colours_file),
+                          codec=codec, fps=fps, source=source, mask_id=mask_id, ignore_index=ignore_index, crf=crf)
+    _say(f"encoded {result.n_frames} label maps into {result.mask_path} "
+         f"({'lossless' if result.lossless else 'lossy'}); frames {result.frames_path}")
     click.echo(str(result.frames_path))
 
 

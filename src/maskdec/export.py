@@ -14,6 +14,14 @@ go to workers in units that each own their media files (see export_work).
 Every output lands whole (export_store). The manifest is the journal of
 finished samples: a re-run skips them and redoes the rest, so a job killed
 at any moment and run again ends with exactly an uninterrupted run's files.
+export.json also records each media file's identity (export_media): a re-run
+redoes the samples of files that changed since.
+
+--out belongs to the export: it must be empty or hold a maskdec export (its
+export.json), unless allow_foreign_dir; one export at a time holds its lock
+(export_lock); --overwrite removes only what the manifest and export.json say
+the earlier export wrote; no write or removal follows a link (export_store).
+Names are one per sample identity and bounded in length (export_names).
 """
 from __future__ import annotations
 
@@ -27,21 +35,27 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 from .backends import BACKENDS, run_units
 from .errors import MaskdecError
 from .export_formats import FORMATS, dataset_meta_json, entry_files
-from .export_store import OutputStore, open_store
+from .export_lock import LOCK_NAME, hold_lock
+from .export_media import changed_media, media_identities
+from .export_names import check_unique_keys, image_key
+from .export_store import DIRS, ROOT_FILES, OutputStore, is_temp_name, open_store
 from .export_work import ExportJob, WorkUnit, failure_record, make_units, worker_threads
 from .labels import LabelTable
 from .samples import FramesArg, SampleFailure, SampleRequest, _as_frames, plan_samples
 
-__all__ = ["ExportSummary", "export"]
+__all__ = ["ExportSummary", "ForeignOutputError", "export"]
 
 MANIFEST = "manifest.jsonl"
 FAILURES = "failures.jsonl"
 SETTINGS = "export.json"
-#: Everything an export writes; --overwrite removes exactly these.
-OUTPUTS = ("labels.json", "dataset_meta.json", SETTINGS, MANIFEST, f"{MANIFEST}.parts", FAILURES,
-           "label_maps", "images", "samples", "shards", "roi_masks")
-#: What a setting was before export.json recorded it (so older outputs still resume).
-SETTING_DEFAULTS = {"per_roi": False}
+#: Output names and layout (export_names); outputs of an older layout are not resumed.
+LAYOUT = 2
+#: What a setting was before export.json recorded it (so older outputs still resume, or say why not).
+SETTING_DEFAULTS = {"per_roi": False, "layout": 1}
+
+
+class ForeignOutputError(MaskdecError, FileExistsError):
+    """--out holds files, and no maskdec export: maskdec does not write into it unasked."""
 
 
 @dataclass
@@ -58,6 +72,11 @@ class ExportSummary:
     failures: list = field(default_factory=list)
     pixels: int = 0
     unknown_pixels: int = 0
+    #: media files that changed since the earlier run (their samples were redone)
+    changed_media: list = field(default_factory=list)
+    changed_samples: int = 0
+    #: things worth telling: a stale lock taken over, a worker that died
+    notes: list = field(default_factory=list)
 
     @property
     def unknown_share(self) -> float:
@@ -91,9 +110,10 @@ def _read_journal(store: OutputStore, positions: Mapping[str, int]) -> dict[int,
         try:
             entry = json.loads(line)
             position = positions[_sample_id(entry["frame_index"], entry["source_id"], entry["mask_id"])]
-        except (ValueError, KeyError, TypeError):
+            complete = all(f in files for f in entry_files(entry))
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
-        if all(f in files for f in entry_files(entry)):
+        if complete:
             done[position] = entry
     return done
 
@@ -102,27 +122,81 @@ def _manifest_text(done: Mapping[int, dict]) -> str:
     return "".join(json.dumps(done[p]) + "\n" for p in sorted(done))
 
 
-def _check_settings(store: OutputStore, settings: dict) -> None:
-    text = store.read_text(SETTINGS)
+def _parse_settings(text: Optional[str]) -> Optional[dict]:
+    """export.json's settings when they are those of a maskdec export, else None."""
     if text is None:
-        return
+        return None
     try:
-        before = json.loads(text)
+        settings = json.loads(text)
     except ValueError:
-        return
+        return None
+    return settings if isinstance(settings, dict) and "plan" in settings and "format" in settings else None
+
+
+def _claim(store: OutputStore, allow_foreign_dir: bool) -> Optional[dict]:
+    """The settings of the export already in `store` (None: none there). A folder that
+    holds anything but a maskdec export is refused unless `allow_foreign_dir`."""
+    previous = _parse_settings(store.read_text(SETTINGS))
+    if previous is not None:
+        return previous
+    others = [name for name in store.entries() if name != LOCK_NAME and not is_temp_name(name)]
+    if others and not allow_foreign_dir:
+        shown = ", ".join(repr(n) for n in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ForeignOutputError(
+            f"--out {store.url} is not empty ({shown}) and holds no maskdec export (no export.json of one); "
+            f"maskdec writes only into an empty folder or its own export. Choose another --out, or give "
+            f"--allow-foreign-dir (allow_foreign_dir=True) to add the export to it: maskdec then replaces only "
+            f"files named like its outputs and removes only what it wrote")
+    return None
+
+
+def _own_file(rel: object) -> bool:
+    """Whether a path from a manifest names a file an export writes (a folder of DIRS, one name)."""
+    if not isinstance(rel, str):
+        return False
+    folder, _, name = rel.partition("/")
+    return folder in DIRS and bool(name) and "/" not in name and name not in (".", "..")
+
+
+def _remove_recorded(store: OutputStore) -> None:
+    """Remove what the export in `store` recorded having written: the files its manifest
+    lists and its own root files (export.json last), then its folders if empty."""
+    listed: set[str] = set()
+    for line in store.read_journal(MANIFEST).split("\n"):
+        try:
+            entry = json.loads(line)
+            listed.update(f for f in entry_files(entry) if _own_file(f))
+        except (ValueError, TypeError, AttributeError, KeyError):
+            continue
+    store.remove_many(sorted(listed))
+    if store.remote:
+        store.remove_many(sorted(f for f in store.files() if f.startswith(f"{MANIFEST}.parts/")))
+    store.remove_many(n for n in ROOT_FILES if n != SETTINGS)
+    for folder in DIRS:
+        store.remove_empty_dir(folder)
+    store.remove(SETTINGS)
+
+
+def _check_settings(store: OutputStore, before: dict, settings: dict) -> None:
     changed = sorted(k for k in settings if before.get(k, SETTING_DEFAULTS.get(k)) != settings[k])
     if changed:
+        layout = " (made by an older maskdec, whose file names differ)" if "layout" in changed else ""
         raise MaskdecError(f"{store.url} holds an export made with other settings ({', '.join(changed)} "
-                           f"differ); give --overwrite to start it afresh, or another --out")
+                           f"differ){layout}; give --overwrite to start it afresh, or another --out")
+
+
+def _media_of(request: SampleRequest, images: bool) -> tuple[str, ...]:
+    """The media files one sample reads."""
+    return (request.mask_uri, request.image_uri) if images else (request.mask_uri,)
 
 
 def _todo_units(units: list[list], done: Mapping[int, dict], requests: Sequence[SampleRequest]) -> list[WorkUnit]:
     """Units restricted to the groups that are not finished (a group is redone whole)."""
     out = []
     for groups in units:
-        todo = tuple(g for g in groups if not all(p in done for p in g.positions))
-        if todo:
-            out.append(WorkUnit(todo, tuple(requests[p] for g in todo for p in g.positions)))
+        unit = WorkUnit(tuple(groups), tuple(requests[p] for g in groups for p in g.positions)).without(done)
+        if unit is not None:
+            out.append(unit)
     return out
 
 
@@ -142,6 +216,7 @@ def export(
     resume: bool = True,
     shard_size: int = 500,
     per_roi: bool = False,
+    allow_foreign_dir: bool = False,
     progress: Optional[Callable[[int], None]] = None,
     start: Optional[Callable[[int], None]] = None,
 ) -> ExportSummary:
@@ -152,14 +227,19 @@ def export(
         flight (default: the cluster's CPUs); 1 runs everything in this process.
     backend: "local" or "ray" (`ray_address` joins a running cluster; default: a running
         ray.init(), else a new local instance).
-    resume: skip samples the manifest lists as finished (False: remove earlier outputs first).
+    resume: skip samples the manifest lists as finished, unless a media file they read
+        changed since (size and mtime; a remote object's ETag or version); False: remove
+        what the earlier export wrote first.
     per_roi: also write each ROI's own mask (uint8 0/255; all 0 when the ROI has no pixels):
         png `roi_masks/<key>_roi<k>[_<id>].png`, npz a `roi_masks` (N, H, W) bool array,
         webdataset `<key>.roi<k>.png`; the manifest entry's `rois` lists every ROI of the
         sample with `k`, `mask`, `roi_id`, `labels`, `label`, `label_id`, `box`, `area`
         (and `confidence` when given).
+    allow_foreign_dir: write into a non-empty `out_dir` that holds no maskdec export
+        (refused by default: ForeignOutputError).
     start(n) is called once with the number of samples to do, progress(k) as k more finish.
-    Failures are recorded in failures.jsonl and the summary, not raised.
+    Failures are recorded in failures.jsonl and the summary, not raised. One export at a
+    time writes into `out_dir` (a second one raises OutputLockedError naming the first).
     """
     if format not in FORMATS:
         raise MaskdecError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -168,42 +248,70 @@ def export(
     store = open_store(out_dir)
     table, requests = plan_samples(_as_frames(frames), labels=labels, mask_labels=mask_labels,
                                    ignore_index=ignore_index)
+    check_unique_keys((r.frame_index, r.source.id, r.mask.id) for r in requests)
+    check_unique_keys(sorted({(r.frame_index, r.source.id) for r in requests}), image_key, what="source images")
     settings = {"format": format, "images": images, "tolerance": tolerance,
                 "shard_size": shard_size if format == "webdataset" else None, "labels": table.to_dict(),
-                "ignore_index": table.ignore_index, "per_roi": per_roi,
+                "ignore_index": table.ignore_index, "per_roi": per_roi, "layout": LAYOUT,
                 "plan": _fingerprint(requests, table, per_roi)}
     store.prepare()
-    if not resume:
-        for name in OUTPUTS:
-            store.remove(name)
-    store.clean_temp()
-    _check_settings(store, settings)
-    store.write_bytes(SETTINGS, _json_bytes(settings))
+    with hold_lock(store) as note:
+        summary = ExportSummary(out_dir=store.url, labels=table.to_dict(), notes=[note] if note else [])
+        previous = _claim(store, allow_foreign_dir)
+        if previous is not None and not resume:
+            _remove_recorded(store)
+            previous = None
+        store.clean_temp()
+        if previous is not None:
+            _check_settings(store, previous, settings)
+        _run(store, requests, table, settings, previous, summary, images=images, fmt=format,
+             shard_size=shard_size, tolerance=tolerance, per_roi=per_roi, workers=workers, backend=backend,
+             ray_address=ray_address, progress=progress, start=start)
+    return summary
+
+
+def _run(store: OutputStore, requests: Sequence[SampleRequest], table: LabelTable, settings: dict,
+         previous: Optional[dict], summary: ExportSummary, *, images: bool, fmt: str, shard_size: int,
+         tolerance: Optional[float], per_roi: bool, workers: Optional[int], backend: str,
+         ray_address: Optional[str], progress: Optional[Callable[[int], None]],
+         start: Optional[Callable[[int], None]]) -> None:
+    """The export proper, in a folder that is ours and locked: journal, changed media, units, records."""
+    media = media_identities(u for r in requests if r.error is None for u in _media_of(r, images))
+    positions = {_sample_id(r.frame_index, r.source.id, r.mask.id): p for p, r in enumerate(requests)}
+    done = _read_journal(store, positions) if previous is not None else {}
+    before = previous.get("media") if previous is not None else None
+    before = before if isinstance(before, dict) else {}
+    changed = set(changed_media(before, media))
+    stale = [p for p in done if changed.intersection(_media_of(requests[p], images))]
+    for p in stale:
+        del done[p]
+    summary.changed_media = sorted(changed)
+    summary.changed_samples = len(stale)
+    # the journal forgets the stale samples before export.json records the new identities
+    store.compact_journal(MANIFEST, _manifest_text(done))  # also drops a half-written last line
+    recorded = {u: media[u] if media[u] is not None else before.get(u) for u in media}
+    store.write_bytes(SETTINGS, _json_bytes({**settings, "media": recorded}))
     store.write_bytes("labels.json", _json_bytes(table.to_dict()))
     store.write_bytes("dataset_meta.json", dataset_meta_json(table, requests).encode())
 
-    positions = {_sample_id(r.frame_index, r.source.id, r.mask.id): p for p, r in enumerate(requests)}
-    done = _read_journal(store, positions)
-    store.compact_journal(MANIFEST, _manifest_text(done))  # drops a half-written last line
     failures = {p: failure_record(p, SampleFailure(r, r.error))["failure"]
                 for p, r in enumerate(requests) if r.error is not None}
-    units = _todo_units(make_units(requests, images=images, fmt=format, shard_size=shard_size), done, requests)
+    units = _todo_units(make_units(requests, images=images, fmt=fmt, shard_size=shard_size), done, requests)
     redo = {p for unit in units for group in unit.groups for p in group.positions}
-    skipped = sum(1 for p in done if p not in redo)  # a shard with a missing sample is redone whole
+    summary.skipped = sum(1 for p in done if p not in redo)  # a shard with a missing sample is redone whole
     if start is not None:
         start(len(redo))
     if workers is None and backend == "local":
         workers = worker_threads()
-    job = ExportJob(store=store, table=table, fmt=format, images=images, tolerance=tolerance, per_roi=per_roi)
+    job = ExportJob(store=store, table=table, fmt=fmt, images=images, tolerance=tolerance, per_roi=per_roi)
     records = run_units(units, job, backend=backend, workers=workers or 0, ray_address=ray_address)
-    _collect(records, store, done, failures, progress)
+    _collect(records, store, done, failures, summary.notes, progress)
     store.compact_journal(MANIFEST, _manifest_text(done))
     store.write_bytes(FAILURES, "".join(json.dumps(failures[p]) + "\n" for p in sorted(failures)).encode())
-    return ExportSummary(
-        out_dir=store.url, samples=len(done), failed=len(failures), skipped=skipped, labels=table.to_dict(),
-        failures=[failures[p] for p in sorted(failures)],
-        pixels=sum(e.get("pixels", 0) for e in done.values()),
-        unknown_pixels=sum(e.get("unknown_pixels", 0) for e in done.values()))
+    summary.samples, summary.failed = len(done), len(failures)
+    summary.failures = [failures[p] for p in sorted(failures)]
+    summary.pixels = sum(e.get("pixels", 0) for e in done.values())
+    summary.unknown_pixels = sum(e.get("unknown_pixels", 0) for e in done.values())
 
 
 def _json_bytes(obj: object) -> bytes:
@@ -211,13 +319,16 @@ def _json_bytes(obj: object) -> bytes:
 
 
 def _collect(records: Iterable[dict], store: OutputStore, done: dict[int, dict], failures: dict[int, dict],
-             progress: Optional[Callable[[int], None]]) -> None:
-    """Take the workers' records into `done` and `failures`, journaling finished samples
-    (every record locally; every store.journal_interval seconds on object stores)."""
+             notes: list, progress: Optional[Callable[[int], None]]) -> None:
+    """Take the workers' records into `done` and `failures` (and `notes`), journaling finished
+    samples (every record locally; every store.journal_interval seconds on object stores)."""
     pending: list[str] = []
     last_flush = time.monotonic()
     try:
         for record in records:
+            if "note" in record:
+                notes.append(record["note"])
+                continue
             position = record["position"]
             if "entry" in record:
                 done[position] = record["entry"]

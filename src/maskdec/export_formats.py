@@ -1,7 +1,7 @@
 """Export formats: how one sample's label map (and image) become files.
 
 - png: `label_maps/<key>.png` (single channel, uint8 or uint16) and
-  `images/<frame>_<source>.png` (RGB);
+  `images/<image key>.png` (RGB), keys from export_names (one per identity);
 - npz: `samples/<key>.npz` holding `label_map` (and `image`), compressed;
 - webdataset: tar shards `shards/<n>.tar` holding `<key>.label.png`,
   `<key>.image.png` and `<key>.json` per sample, each shard written whole.
@@ -18,7 +18,6 @@ tar members), so a resumed export writes exactly what an uninterrupted one does.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import re
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 
 from .errors import MaskdecError
+from .export_names import image_key, roi_suffix, sample_key
 from .export_store import OutputStore
 from .labels import LabelTable
 from .rois import RoiSample, roi_samples_of
@@ -43,25 +43,6 @@ FORMATS: tuple[str, ...] = ("png", "npz", "webdataset")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def _safe(name: str) -> str:
-    """A file-name-safe, dot-free form of an id; ids that had to change get a short
-    hash of the original, so two different ids never share a name."""
-    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", name) or "_"
-    if safe != name:
-        safe += "-" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:6]
-    return safe
-
-
-def sample_key(frame_index: int, source_id: str, mask_id: str) -> str:
-    """The name stem of one sample's outputs: `<frame:06d>_<source>_<mask>`."""
-    return f"{frame_index:06d}_{_safe(source_id)}_{_safe(mask_id)}"
-
-
-def image_key(frame_index: int, source_id: str) -> str:
-    """The name stem of one source image (shared by all its masks' samples)."""
-    return f"{frame_index:06d}_{_safe(source_id)}"
-
-
 def roi_views(sample: Sample) -> list[RoiSample]:
     """Every ROI of `sample.rois` with its mask, box and area, from one pass over the
     colour indices (the sample must be made with instances=True)."""
@@ -69,9 +50,8 @@ def roi_views(sample: Sample) -> list[RoiSample]:
 
 
 def roi_name(view: RoiSample, *, with_id: bool) -> str:
-    """`roi<k>` (k: the ROI's position in sample.rois), with `_<id>` (file-safe) on request."""
-    name = f"roi{view.ref.k:03d}"
-    return f"{name}_{_safe(view.roi.id)}" if with_id and view.roi.id is not None else name
+    """`roi<k>` (k: the ROI's position in sample.rois), with `_<id>` (readable) on request."""
+    return roi_suffix(view.ref.k, view.roi.id if with_id else None)
 
 
 def roi_png(view: RoiSample) -> bytes:
@@ -127,6 +107,8 @@ def _meta(sample: Sample) -> dict:
 
 class _FileWriter:
     """png and npz: one file per sample (png: plus one per source image), written at once."""
+
+    per_sample = True  # a sample whose files cannot be written fails alone
 
     def __init__(self, store: OutputStore, fmt: str, per_roi: bool = False) -> None:
         self.store = store
@@ -201,6 +183,8 @@ class _Shard:
 
 
 class _ShardWriter:
+    per_sample = False  # a shard lands whole or not at all
+
     def __init__(self, store: OutputStore, per_roi: bool = False) -> None:
         self.store = store
         self.per_roi = per_roi

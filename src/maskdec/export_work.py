@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import Container, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -53,6 +53,18 @@ class WorkUnit:
 
     def __len__(self) -> int:
         return len(self.requests)
+
+    def positions(self) -> list[int]:
+        return [p for g in self.groups for p in g.positions]
+
+    def without(self, finished: Container[int]) -> Optional["WorkUnit"]:
+        """This unit restricted to the groups not all of whose samples are `finished`
+        (a group is redone whole); None when nothing is left."""
+        by_position = dict(zip(self.positions(), self.requests))
+        todo = tuple(g for g in self.groups if not all(p in finished for p in g.positions))
+        if not todo:
+            return None
+        return WorkUnit(todo, tuple(by_position[p] for g in todo for p in g.positions))
 
 
 def _components(requests: Sequence[SampleRequest], positions: Sequence[int], images: bool) -> list[list[int]]:
@@ -131,27 +143,53 @@ def _sample_entry(sample: Sample, files: dict, ignore_index: int) -> dict:
 
 def run_unit(unit: WorkUnit, job: ExportJob) -> Iterator[dict]:
     """Decode and write one unit; yield `{"position", "entry"}` per exported sample and
-    `{"position", "failure"}` per failed one, each after its group has landed."""
+    `{"position", "failure"}` per failed one, each after its group has landed. A sample
+    whose files cannot be written (a shard: every sample of it) is a failure, not an error."""
     iterator = SampleIterator(job.table, list(unit.requests), tolerance=job.tolerance, images=job.images,
                               strict_sizes=False, timestamp_unit="ms", threads=job.threads, raise_errors=False,
                               stats=True, instances=job.per_roi)
     writer = make_writer(job.store, job.fmt, job.per_roi)
+    requests = dict(zip(unit.positions(), unit.requests))
     results = iter(iterator)
     try:
         for group in unit.groups:
-            records = []
-            with writer.group(group.name) as out:
-                for position in group.positions:
-                    result = next(results)
-                    if isinstance(result, SampleFailure):
-                        records.append(failure_record(position, result))
-                    else:
-                        entry = _sample_entry(result, out.add(result), job.table.ignore_index)
-                        records.append({"position": position, "entry": entry})
-            for record in records:  # not `yield from`: Ray's streaming generators call .send()
-                yield record
+            for record in _write_group(writer, group, results, requests, job.table.ignore_index):
+                yield record  # not `yield from`: Ray's streaming generators call .send()
     finally:
         iterator.close()
+
+
+def _write_group(writer, group: Group, results: Iterator, requests: dict, ignore_index: int) -> list[dict]:
+    """The records of one group, its files in place (or its samples failed)."""
+    records: dict[int, dict] = {}
+    taken = 0
+    try:
+        with writer.group(group.name) as out:
+            for position in group.positions:
+                result = next(results)
+                taken += 1
+                if isinstance(result, SampleFailure):
+                    records[position] = failure_record(position, result)
+                    continue
+                try:
+                    files = out.add(result)
+                except MaskdecError as exc:
+                    if not writer.per_sample:
+                        raise
+                    records[position] = failure_record(position, SampleFailure(requests[position], exc))
+                    continue
+                records[position] = {"position": position, "entry": _sample_entry(result, files, ignore_index)}
+    except MaskdecError as exc:  # the group did not land: each of its samples fails with the reason
+        while taken < len(group.positions):  # keep the samples in step with the groups
+            position = group.positions[taken]
+            result = next(results)
+            taken += 1
+            if isinstance(result, SampleFailure):
+                records[position] = failure_record(position, result)
+        for position in group.positions:
+            if position not in records or "entry" in records[position]:
+                records[position] = failure_record(position, SampleFailure(requests[position], exc))
+    return [records[p] for p in group.positions]
 
 
 def worker_threads() -> int:
