@@ -23,17 +23,26 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal, Optional, Union
+from typing import Any, Literal, Optional, Protocol, Union
 
 import av
 
 from ..errors import MediaDecodeError, OptionError, TimestampRangeError
 from .uri import is_remote, remote_fs
 
-if TYPE_CHECKING:
-    from .reader import MediaReader
+#: How timestamps count: milliseconds (default) or frame numbers.
+TimestampUnit = Literal["ms", "index"]
 
-__all__ = ["FrameIndex", "build_index", "cached_index", "store_index", "file_identity", "clear_memory_cache",
+
+class OpenVideo(Protocol):
+    """What indexing needs of an open media file (media.reader.MediaReader is one)."""
+
+    uri: str
+    container: Any  # av.container.InputContainer
+    stream: Any  # its av.video.stream.VideoStream
+
+
+__all__ = ["FrameIndex", "TimestampUnit", "OpenVideo", "build_index", "cached_index", "store_index", "file_identity", "clear_memory_cache",
            "check_cache_dir"]
 
 INDEX_VERSION = 2  # 2: entries carry a checksum
@@ -81,7 +90,7 @@ class FrameIndex:
             return (self.pts[-1] - self.pts[-2]) * self.time_base * 1000
         return Fraction(0)
 
-    def locate(self, ts: int, unit: Literal["ms", "index"] = "ms") -> int:
+    def locate(self, ts: int, unit: TimestampUnit = "ms") -> int:
         """The position a timestamp selects: the nearest presentation time, ties to the earlier
         frame (unit "ms"), or the frame index itself (unit "index"); else TimestampRangeError."""
         n = len(self.pts)
@@ -139,7 +148,7 @@ class FrameIndex:
 
 # ------------------------------------------------------------------ building
 
-def build_index(reader: "MediaReader") -> FrameIndex:
+def build_index(reader: OpenVideo) -> FrameIndex:
     """Index the open reader's video stream. Leaves its demuxer at an unknown place:
     whoever decodes next must seek first."""
     try:
@@ -151,7 +160,7 @@ def build_index(reader: "MediaReader") -> FrameIndex:
     return index
 
 
-def _first_presented(reader: "MediaReader") -> int:
+def _first_presented(reader: OpenVideo) -> int:
     """The pts of the first frame a fresh decoder presents."""
     for frame in reader.container.decode(reader.stream):
         if frame.pts is None:
@@ -160,7 +169,7 @@ def _first_presented(reader: "MediaReader") -> int:
     raise MediaDecodeError(f"{reader.uri}: holds no decodable frames")
 
 
-def _from_index_entries(reader: "MediaReader") -> Optional[FrameIndex]:
+def _from_index_entries(reader: OpenVideo) -> Optional[FrameIndex]:
     """The MP4/MOV sample table, when it lists every frame in presentation order
     (no B-frames: its timestamps are decode times)."""
     stream = reader.stream
@@ -192,7 +201,7 @@ def _from_index_entries(reader: "MediaReader") -> Optional[FrameIndex]:
     return FrameIndex(reader.uri, stream.time_base, tuple(shown), tuple(keys), last, "index_entries")
 
 
-def _from_packets(reader: "MediaReader") -> FrameIndex:
+def _from_packets(reader: OpenVideo) -> FrameIndex:
     """One pass over the stream's packets; the first packets are also decoded, until the
     decoder presents its first frame (position 0)."""
     stream = reader.stream

@@ -10,15 +10,30 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence, Union
 
 import av
 
 from ..errors import MaskdecError, MediaDecodeError
-from .index import FrameIndex
+from .index import FrameIndex, TimestampUnit
 
-if TYPE_CHECKING:
-    from .reader import MediaReader, TimestampUnit
+
+
+class Seekable(Protocol):
+    """What the decoder needs of an open media file (media.reader.MediaReader is one)."""
+
+    uri: str
+
+    def seek(self, pts: int) -> None: ...
+
+    def decode(self) -> Iterator[av.VideoFrame]: ...
+
+
+class FrameSource(Protocol):
+    """An open media file that yields the frames at timestamps (media.reader.MediaReader is one)."""
+
+    def frames_at(self, timestamps: Sequence[int], unit: TimestampUnit = "ms"
+                  ) -> Iterator[tuple[int, Union[av.VideoFrame, MaskdecError]]]: ...
 
 __all__ = ["Step", "plan_file", "Decoder", "group_requests", "fetch"]
 
@@ -58,7 +73,7 @@ class Decoder:
     `decoded` counts the frames the decoder presented, `seeks` the seeks made.
     """
 
-    def __init__(self, reader: "MediaReader", index: FrameIndex, *, fresh: bool) -> None:
+    def __init__(self, reader: Seekable, index: FrameIndex, *, fresh: bool) -> None:
         # A proxy: no reference cycle, so a closed or dropped reader frees its frames at once
         # (frames freed later by the garbage collector can hang a forked child inside FFmpeg).
         self.reader = weakref.proxy(reader)
@@ -143,8 +158,8 @@ def group_requests(requests: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
     return {uri: sorted(stamps) for uri, stamps in grouped.items()}
 
 
-def fetch(requests: Iterable[tuple[str, int]], open_reader: Callable[[str], "MediaReader"], *,
-          unit: "TimestampUnit" = "ms") -> Iterator[tuple[str, int, Union[av.VideoFrame, MaskdecError]]]:
+def fetch(requests: Iterable[tuple[str, int]], open_reader: Callable[[str], FrameSource], *,
+          unit: TimestampUnit = "ms") -> Iterator[tuple[str, int, Union[av.VideoFrame, MaskdecError]]]:
     """Decode a batch of (file, timestamp) requests: one file after another, each through its
     reader's planner. Yields (file, timestamp, frame or the MaskdecError for it)."""
     for uri, stamps in group_requests(requests).items():

@@ -16,7 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import struct
-from typing import IO, Iterator, Literal, Optional, Sequence, Union
+from typing import IO, Iterator, Optional, Sequence, Union
 
 import av
 import numpy as np
@@ -25,11 +25,10 @@ from .. import forksafe  # noqa: F401  (forked children never free inherited FFm
 from ..errors import MediaDecodeError, TimestampRangeError
 from ..limits import check_pixels, max_pixels
 from .ffv1 import SliceCheck
-from .index import FrameIndex, build_index, cached_index, check_cache_dir, store_index
+from .index import FrameIndex, TimestampUnit, build_index, cached_index, check_cache_dir, store_index
 from .planner import Decoder
 from .uri import open_uri
 
-TimestampUnit = Literal["ms", "index"]
 
 #: Codecs whose pixels come back exactly as encoded.
 LOSSLESS_CODECS = frozenset({
