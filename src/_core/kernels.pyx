@@ -131,7 +131,7 @@ cdef inline Py_ssize_t _repair(const uint8_t* u_own, const uint8_t* v_own, const
 def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
             const pal_t[::1] lut, const label_t[::1] remap, label_t[:, ::1] out, const uint8_t[::1] dist=None,
             const pal_t[::1] coarse_label=None, const uint8_t[::1] coarse=None, int repair_limit=-1,
-            uint8_t[::1] edges=None, Py_ssize_t row0=0, Py_ssize_t row1=-1,
+            uint8_t[:, ::1] scratch=None, Py_ssize_t row0=0, Py_ssize_t row1=-1,
             const uint8_t[::1] exact=None, int64_t[::1] counts=None, int ignore=0):
     """out[i, j] = remap[lut[U << 16 | V << 8 | Y]], chroma taken at (i >> shift_y, j >> shift_x):
     `lut` gives the palette index of each YUV triple, `remap` the label of each palette index.
@@ -151,8 +151,8 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     top 6 bits of U, V and Y; its palette index comes from `coarse_label`, the index
     at each of its cells' centre (both small enough to stay in cache), its label
     from `remap`. Pixels off edges (flat regions, declared or not) are never
-    visited: edges are found on the chroma rows first (`edges`: scratch of at
-    least a chroma row's length, one per concurrent call).
+    visited: edges are found on the chroma rows first. `scratch`: (10, w + 8)
+    bytes (edge flags, pixel positions, keys and flags), one per concurrent call.
 
     Only rows row0 <= i < row1 (all by default) are written, so that callers
     can split a frame across threads. With `exact` and `counts`, also
@@ -170,6 +170,15 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     cdef const pal_t* base
     cdef bint packed = ys == 1 and us == 1 and vs == 1 and shift_x == 1
     cdef bint repair = repair_limit >= 0 and shift_x == 1
+    cdef uint8_t* edges = NULL
+    cdef int32_t* spots = NULL
+    cdef uint32_t* keys = NULL
+    cdef uint8_t* far = NULL
+    if repair:  # carve the scratch rows: edge flags, pixel positions (int32), keys (uint32), far flags
+        edges = &scratch[0, 0]
+        spots = <int32_t*>&scratch[1, 0]
+        keys = <uint32_t*>&scratch[5, 0]
+        far = &scratch[9, 0]
     cdef bint stats = exact is not None and counts is not None
     cdef const uint8_t* ex = &exact[0] if stats else NULL
     cdef int64_t n = 0
@@ -210,8 +219,8 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                     orow[j] = remap[lut[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]]
             for r in range(i, i + rows):
                 if repair:
-                    _repair_row(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_y, &dist[0], repair_limit, &edges[0],
-                                &coarse_label[0], &coarse[0], &remap[0])
+                    _repair_row(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_y, &dist[0], repair_limit, edges, spots,
+                                keys, far, &coarse_label[0], &coarse[0], &remap[0])
                 if stats:
                     n += _count_exact(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_x, shift_y, ex, ignore)
             i += rows
@@ -225,13 +234,21 @@ cdef inline uint8_t _far(uint32_t a, uint32_t b) noexcept nogil:
     return (a - b + 2) > 4
 
 
+cdef inline uint8_t _edge(const uint8_t* urow, const uint8_t* vrow, const uint8_t* uside, const uint8_t* vside,
+                          Py_ssize_t us, Py_ssize_t vs, Py_ssize_t c) noexcept nogil:
+    """1 when chroma column c (0 < c < width - 1) differs from its left, right or side neighbour."""
+    return (_far(urow[c * us], urow[(c - 1) * us]) | _far(vrow[c * vs], vrow[(c - 1) * vs])
+            | _far(urow[c * us], urow[(c + 1) * us]) | _far(vrow[c * vs], vrow[(c + 1) * vs])
+            | _far(urow[c * us], uside[c * us]) | _far(vrow[c * vs], vside[c * vs]))
+
+
 cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const uint8_t* yrow, Py_ssize_t ys,
                              label_t* orow, Py_ssize_t w, Py_ssize_t i, int shift_y, const uint8_t* dist,
-                             int limit, uint8_t* edges, const pal_t* coarse_label, const uint8_t* coarse,
-                             const label_t* remap) noexcept nogil:
+                             int limit, uint8_t* edges, int32_t* spots, uint32_t* keys, uint8_t* far,
+                             const pal_t* coarse_label, const uint8_t* coarse, const label_t* remap) noexcept nogil:
     """Edge repair of row i, 2:1 horizontal chroma (see map_yuv)."""
     cdef Py_ssize_t us = u.strides[1], vs = v.strides[1], cw = u.shape[1], k = i >> shift_y, kn = k, j, c, cn
-    cdef uint32_t key, own_u, own_v
+    cdef uint32_t own_u, own_v
     cdef uint64_t word
     if shift_y:  # the chroma row on this pixel row's side of its block
         kn = k - 1 if (i & 1) == 0 else k + 1
@@ -243,17 +260,37 @@ cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const
     cdef const uint8_t* vside = &v[kn, 0]
     if cw < 2:
         return
-    # 1. chroma columns whose chroma differs from a neighbour (left, right, or on this row's side)
-    for c in range(1, cw - 1):
-        edges[c] = (_far(urow[c * us], urow[(c - 1) * us]) | _far(vrow[c * vs], vrow[(c - 1) * vs])
-                    | _far(urow[c * us], urow[(c + 1) * us]) | _far(vrow[c * vs], vrow[(c + 1) * vs])
-                    | _far(urow[c * us], uside[c * us]) | _far(vrow[c * vs], vside[c * vs]))
+    # 1. chroma columns whose chroma differs from a neighbour (left, right, or on this row's side);
+    # planar rows go 8 columns at a time where all their chroma equals the neighbours' (flat regions)
+    cdef uint64_t a, left, right, side, va, vleft, vright, vside8
+    c = 1
+    if us == 1 and vs == 1:
+        while c + 9 <= cw:
+            memcpy(&a, urow + c, 8)
+            memcpy(&left, urow + c - 1, 8)
+            memcpy(&right, urow + c + 1, 8)
+            memcpy(&side, uside + c, 8)
+            memcpy(&va, vrow + c, 8)
+            memcpy(&vleft, vrow + c - 1, 8)
+            memcpy(&vright, vrow + c + 1, 8)
+            memcpy(&vside8, vside + c, 8)
+            if a == left and a == right and a == side and va == vleft and va == vright and va == vside8:
+                memset(edges + c, 0, 8)
+                c = c + 8
+                continue
+            for j in range(c, c + 8):
+                edges[j] = _edge(urow, vrow, uside, vside, 1, 1, j)
+            c = c + 8
+    while c < cw - 1:
+        edges[c] = _edge(urow, vrow, uside, vside, us, vs, c)
+        c = c + 1
     edges[0] = (_far(urow[0], urow[us]) | _far(vrow[0], vrow[vs]) | _far(urow[0], uside[0])
                 | _far(vrow[0], vside[0]))
     c = cw - 1
     edges[c] = (_far(urow[c * us], urow[(c - 1) * us]) | _far(vrow[c * vs], vrow[(c - 1) * vs])
                 | _far(urow[c * us], uside[c * us]) | _far(vrow[c * vs], vside[c * vs]))
-    # 2. the pixels of those columns that are far from every palette colour, unless flat on their own side
+    # 2. the pixels of those columns not flat on their own side, with their colour keys
+    cdef Py_ssize_t m = 0, q
     c = 0
     while c < cw:
         if c + 8 <= cw:
@@ -268,15 +305,24 @@ cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const
                 cn = c - 1 if (j & 1) == 0 else c + 1
                 if cn < 0 or cn >= cw:
                     cn = c
-                if (not (_far(own_u, urow[cn * us]) | _far(own_v, vrow[cn * vs]) | _far(own_u, uside[c * us])
-                         | _far(own_v, vside[c * vs]))):
-                    continue  # flat on this pixel's side: its own colour is the best there is
-                key = (((own_u << 8) | own_v) << 8) | yrow[j * ys]
-                if dist[key] <= limit:
-                    continue
-                orow[j] = remap[_repair(urow, vrow, uside, vside, us, vs, c, cn, yrow[j * ys], coarse_label,
-                                        coarse)]
+                if (_far(own_u, urow[cn * us]) | _far(own_v, vrow[cn * vs]) | _far(own_u, uside[c * us])
+                        | _far(own_v, vside[c * vs])):
+                    spots[m] = j
+                    keys[m] = (((own_u << 8) | own_v) << 8) | yrow[j * ys]
+                    m = m + 1
         c = c + 1
+    # 3. their distances in one tight loop (independent loads from the big table overlap)
+    for q in range(m):
+        far[q] = dist[keys[q]] > limit
+    # 4. those far from every palette colour: their chroma block straddles a class edge
+    for q in range(m):
+        if far[q]:
+            j = spots[q]
+            c = j >> 1
+            cn = c - 1 if (j & 1) == 0 else c + 1
+            if cn < 0 or cn >= cw:
+                cn = c
+            orow[j] = remap[_repair(urow, vrow, uside, vside, us, vs, c, cn, yrow[j * ys], coarse_label, coarse)]
 
 
 cdef inline int64_t _count_exact(const uint8_t[:, :] u, const uint8_t[:, :] v, const uint8_t* yrow, Py_ssize_t ys,

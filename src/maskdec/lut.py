@@ -306,11 +306,12 @@ def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out:
     exact = None if counts is None else _yuv_exact(palette, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
     bands = row_bands(rows.shape[0], align=2, threads=threads)  # even, so chroma rows are not split
-    edges = np.empty((len(bands), max(planes.u.shape[1], 1)), np.uint8)  # edge scratch, a row per band
+    # the kernel's scratch per band: edge flags, pixel positions, keys, flags (rows 4-byte aligned)
+    scratch = np.empty((len(bands), 10, -(-(out.shape[1] + 8) // 4) * 4), np.uint8) if repair else [None] * len(bands)
     parts = None if counts is None else np.zeros((len(bands), 3), np.int64)  # a row of counts per band
     run_bands(lambda r0, r1, k: kernels.map_yuv(
         planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, remap, rows, dist, coarse_index, coarse,
-        EDGE_REPAIR_DISTANCE if repair else -1, edges[k], r0, r1, exact, None if parts is None else parts[k],
+        EDGE_REPAIR_DISTANCE if repair else -1, scratch[k], r0, r1, exact, None if parts is None else parts[k],
         ignore), bands)
     if counts is not None:
         counts += parts.sum(axis=0)
