@@ -23,6 +23,9 @@ from .errors import MaskdecError
 FAILURE_LINES = 10
 
 
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def printable(text: object) -> str:
     """`text` with every character that is not printable (control characters, line
     breaks, bidi overrides, lone surrogates) written as a Python escape, so one
@@ -34,6 +37,8 @@ def printable(text: object) -> str:
     for ch in text:
         if ch.isprintable() or ch == " ":
             out.append(ch)
+        elif ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
         else:
             code = ord(ch)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
@@ -267,8 +272,9 @@ def export(frames: Optional[str], out_dir: str, use_example: bool, labels_file: 
     if summary.changed_media:
         shown = ", ".join(summary.changed_media[:3]) + (
             f" and {len(summary.changed_media) - 3} more" if len(summary.changed_media) > 3 else "")
-        _say(f"{len(summary.changed_media)} media files changed since the last run ({shown}): redid their "
-             f"{summary.changed_samples} finished samples")
+        n = len(summary.changed_media)
+        _say(f"{n} media file{'s' if n != 1 else ''} changed since the last run ({shown}): redid "
+             f"{summary.changed_samples} samples finished before")
     skipped = f" ({summary.skipped} done before)" if summary.skipped else ""
     _say(f"exported {summary.samples} samples{skipped}, {summary.failed} failed, "
          f"{100 * summary.unknown_share:.2f}% unknown pixels, to {summary.out_dir}; labels {summary.labels}")

@@ -3,7 +3,8 @@
 A local file's identity is its size and mtime_ns; a remote object's is what
 fsspec's info() tells of its version (VersionId, ETag, checksums, modification
 time, size: whichever the store gives). Files whose identity cannot be known
-(missing, unreachable within `timeout`) get None, and None never counts as a
+(missing, unreachable, or still unanswered when the answers stalled for
+`stall` seconds) get None, and None never counts as a
 change: those samples fail or succeed on their own.
 """
 from __future__ import annotations
@@ -44,9 +45,9 @@ def _remote_identity(uri: str) -> Optional[str]:
     return ";".join(parts) or None
 
 
-def media_identities(uris: Iterable[str], *, timeout: float = 60.0) -> dict[str, Optional[str]]:
+def media_identities(uris: Iterable[str], *, stall: float = 30.0) -> dict[str, Optional[str]]:
     """The identity of every URI (local paths: os.stat; remote: fsspec info() in
-    threads, those without an answer within `timeout` seconds in all: None)."""
+    threads; when no answer came for `stall` seconds, the unanswered ones: None)."""
     out: dict[str, Optional[str]] = {}
     remote: list[str] = []
     for uri in dict.fromkeys(uris):
@@ -71,9 +72,11 @@ def media_identities(uris: Iterable[str], *, timeout: float = 60.0) -> dict[str,
         threads = [threading.Thread(target=work, daemon=True) for _ in range(min(_REMOTE_THREADS, len(remote)))]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        answered, last = 0, time.monotonic()
+        while any(t.is_alive() for t in threads) and time.monotonic() - last < stall:
+            time.sleep(0.02)
+            if len(found) != answered:
+                answered, last = len(found), time.monotonic()
         out.update({uri: found.get(uri) for uri in remote})
     return out
 

@@ -125,7 +125,7 @@ def _signal_text(exitcode: Optional[int]) -> str:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+        hint = ": out of memory?" if -exitcode == signal.SIGKILL else ""
         return f"killed by {name}{hint}"
     return f"exit status {exitcode}"
 
