@@ -1,0 +1,280 @@
+"""Realistic data benchmark (issue 14): label maps/s on frames shaped like real exports, and resources.
+
+Media come from maskdec.realistic at the "bench" scale (1920x1080 H.264 yuv420p crf 18
+masks: three street clips, an instance clip, a two-camera FrameGroup, a 300-frame
+long-GOP clip referenced in shuffled order; 510 samples) and are cached under --cache,
+so re-runs skip making them. Every measurement runs in a fresh process, timed from the
+iter_samples call (frames parsed, tables built) to the last sample; a run stops early
+after --budget seconds (the rate is then over the samples made so far). Printed, in one run:
+  - label maps/s (iter_samples(images=False)) on the realistic frames against the same
+    frames rewritten with one complete, sorted ROI list per mask file (goal >= 0.9x) and
+    against PyAV decode-only of the same mask files (goal >= 0.65x); the same with images;
+    "cold" is a fresh process's first pass, "warm" the second pass in that process;
+  - colour table build times for 20 and 255 colours (bench_tables.table_build_times());
+  - peak RSS (VmHWM), threads and open files, sampled after every sample, of (a) a frames
+    file that round-robins over 400 small videos against the same frames grouped by file
+    (and whether the round-robin runs under ulimit -n 256), (b) the 1080p 300-frame
+    long-GOP clip referenced in shuffled timestamp order against in order (goal: peak RSS
+    shuffled <= 1.5x in order; threads and open files bounded).
+Ratios are what to read: this machine is shared and noisy.
+
+    python benchmarks/bench_real.py [--budget 40] [--cache DIR] [--json benchmarks/results/real.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+ROUND_ROBIN_VIDEOS = 400
+ROUND_ROBIN_FRAMES = 4  # per video, 64x48
+
+
+# ------------------------------------------------------------------ child processes
+
+def _resources() -> tuple[int, int]:
+    """(threads, open file descriptors) of this process now."""
+    with open("/proc/self/status") as fh:
+        threads = next(int(line.split()[1]) for line in fh if line.startswith("Threads:"))
+    return threads, len(os.listdir("/proc/self/fd"))
+
+
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith(key + ":"))
+    return round(kib / 1024, 1)
+
+
+def child(spec: dict) -> dict:
+    """Run iter_samples over spec["frames"] `passes` times; times, peaks, or the error."""
+    if spec.get("nofile"):
+        import resource
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (spec["nofile"], hard))
+    import maskdec
+
+    out: dict = {"rss_after_import_mib": _status_mib("VmRSS"), "passes": []}
+    max_threads = max_fds = 0
+    sample = not spec.get("nofile")  # under a low file limit, the sampling itself must not fail first
+    try:
+        for _ in range(spec.get("passes", 1)):
+            t0 = time.perf_counter()
+            it = maskdec.iter_samples(spec["frames"], images=spec["images"])
+            n = 0
+            try:
+                for _sample in it:
+                    n += 1
+                    if sample:
+                        threads, fds = _resources()
+                        max_threads, max_fds = max(max_threads, threads), max(max_fds, fds)
+                    if time.perf_counter() - t0 > spec["budget"]:
+                        break
+            finally:
+                it.close()
+            elapsed = time.perf_counter() - t0
+            out["passes"].append({"samples": n, "of": len(it), "s": round(elapsed, 3), "per_s": round(n / elapsed, 2)})
+    except Exception as exc:  # reported, not raised: e.g. "Too many open files" under a low ulimit
+        out["error"] = f"{type(exc).__name__}: {exc}"[:300]
+    out["peak_rss_mib"] = _status_mib("VmHWM")
+    if sample:
+        out.update(max_threads=max_threads, max_open_files=max_fds)
+    return out
+
+
+def decode_child(spec: dict) -> dict:
+    """PyAV decode-only (thread_type AUTO) of each file once, forward: seconds and frames."""
+    import av
+
+    t0 = time.perf_counter()
+    frames = 0
+    for path in spec["files"]:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_type = "AUTO"
+            for _frame in container.decode(stream):
+                frames += 1
+    return {"s": round(time.perf_counter() - t0, 3), "frames": frames}
+
+
+def run_child(spec: dict) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+    if result.returncode != 0:
+        return {"error": (result.stderr.strip().splitlines() or ["exit %d" % result.returncode])[-1][:300]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------ media (cached)
+
+def realistic(cache: Path):
+    from maskdec.realistic import make_realistic, write_jsonl
+
+    t0 = time.perf_counter()
+    ds = make_realistic(cache / "realistic_bench", scale="bench", seed=0, reuse=True)
+    made_s = time.perf_counter() - t0
+    write_jsonl(ds.root / "frames_sorted.jsonl", ds.complete_frames())
+    long_lines = [f for f in ds.complete_frames() if f["context_id"] == "long"]  # the dataset's shuffled order
+    write_jsonl(ds.root / "long_shuffled.jsonl", long_lines)
+    write_jsonl(ds.root / "long_in_order.jsonl", sorted(long_lines, key=lambda f: f["timestamp"]))
+    return ds, made_s
+
+
+def round_robin(cache: Path) -> Path:
+    """400 small H.264 mask videos (the example scene, 6 colours) and two frames files over them:
+    round-robin (frame 0 of every video, then frame 1 ...) and grouped by video."""
+    from maskdec.example import PALETTE, colour_mask, scene_classes
+    from maskdec.media.writer import write_video
+    from maskdec.realistic import write_jsonl
+
+    root = cache / f"round_robin_{ROUND_ROBIN_VIDEOS}"
+    stamp = root / "done.json"
+    spec = {"videos": ROUND_ROBIN_VIDEOS, "frames": ROUND_ROBIN_FRAMES, "size": [64, 48], "v": 1}
+    if stamp.exists() and json.loads(stamp.read_text()) == spec:
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    rois = [{"label": [name], "mask": {"id": "seg", "value": list(colour)}}
+            for name, colour in sorted(PALETTE.items(), key=lambda kv: kv[1])]
+    lines: dict[tuple[int, int], dict] = {}
+    for v in range(ROUND_ROBIN_VIDEOS):
+        uri = f"v{v:03d}.mp4"
+        write_video(root / uri, (colour_mask(scene_classes(3 * v + i, 48, 64)) for i in range(ROUND_ROBIN_FRAMES)),
+                    fps=30, codec="libx264", pix_fmt="yuv420p", options={"crf": "18"})
+        for i in range(ROUND_ROBIN_FRAMES):
+            ts = int(i * 1000 / 30)
+            lines[(v, i)] = {"id": f"v{v:03d}-{i}", "sources": [{"id": "cam", "uri": uri, "timestamp": ts,
+                                                                "masks": [{"id": "seg", "uri": uri}]}], "rois": rois}
+    write_jsonl(root / "round_robin.jsonl", [lines[(v, i)] for i in range(ROUND_ROBIN_FRAMES)
+                                             for v in range(ROUND_ROBIN_VIDEOS)])
+    write_jsonl(root / "grouped.jsonl", [lines[(v, i)] for v in range(ROUND_ROBIN_VIDEOS)
+                                         for i in range(ROUND_ROBIN_FRAMES)])
+    stamp.write_text(json.dumps(spec))
+    return root
+
+
+# ------------------------------------------------------------------ main
+
+def rate(result: dict, index: int) -> Optional[float]:
+    passes = result.get("passes") or []
+    return passes[index]["per_s"] if len(passes) > index else None
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if not a or not b else round(a / b, 3)
+
+
+def code_label() -> str:
+    """maskdec's folder, and its git commit (with "+changes" for a dirty tree) when it has one."""
+    import maskdec
+
+    folder = Path(maskdec.__file__).parent
+    try:
+        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(folder)
+    return f"{folder} at {head}{' +changes' if dirty else ''}"
+
+
+def table_times() -> dict:
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from bench_tables import table_build_times
+    except ImportError as exc:
+        message = f"bench_tables.table_build_times unavailable ({exc})"
+        print(message)
+        return {"unavailable": message}
+    return table_build_times()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=float, default=40.0, help="seconds at most per timed pass")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "maskdec_bench_real")
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "real.json")
+    ap.add_argument("--label", default=None, help="what code this measures, recorded in the results")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        spec = json.loads(args.child)
+        print(json.dumps(decode_child(spec) if "files" in spec else child(spec)))
+        return
+
+    t_start = time.perf_counter()
+    ds, made_s = realistic(args.cache)
+    rr_root = round_robin(args.cache)
+    print(f"media ready in {time.perf_counter() - t_start:.1f} s (realistic dataset {made_s:.1f} s) under {args.cache}")
+    root = ds.root
+    mask_files = sorted({str(root / m["uri"]) for f in ds.frames for s in f["sources"] for m in s["masks"]})
+    image_files = sorted({str(root / s["uri"]) for f in ds.frames for s in f["sources"]})
+    n_samples = len(ds.keys())
+
+    runs = {}
+    for images in (False, True):
+        for name, frames in (("real", ds.frames_path), ("sorted", root / "frames_sorted.jsonl")):
+            key = f"{name}_{'images' if images else 'label_maps'}"
+            runs[key] = run_child({"frames": str(frames), "images": images, "passes": 2, "budget": args.budget})
+            print(key, json.dumps(runs[key]))
+    decode_masks = run_child({"files": mask_files})
+    decode_all = run_child({"files": mask_files + image_files})
+    print("decode_only", json.dumps(decode_masks), json.dumps(decode_all))
+    decode_maps_per_s = round(n_samples / decode_masks["s"], 1)  # every mask frame is one sample
+    decode_images_per_s = round(n_samples / decode_all["s"], 1)
+
+    tables = table_times()
+
+    resources = {}
+    for key, frames, extra in (
+            ("round_robin_400", rr_root / "round_robin.jsonl", {}),
+            ("grouped_400", rr_root / "grouped.jsonl", {}),
+            ("round_robin_400_ulimit_n_256", rr_root / "round_robin.jsonl", {"nofile": 256}),
+            ("long_gop_shuffled", root / "long_shuffled.jsonl", {}),
+            ("long_gop_in_order", root / "long_in_order.jsonl", {})):
+        res = run_child({"frames": str(frames), "images": False, "passes": 1, "budget": 10 * args.budget, **extra})
+        resources[key] = res
+        print(key, json.dumps(res))
+
+    s = ds.scale
+    results = {
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
+        "code": args.label or code_label(),
+        "dataset": (f"maskdec.realistic scale 'bench': {s.width}x{s.height} libx264 yuv420p crf {s.crf} masks, "
+                    f"{len(ds.frames)} frames, {n_samples} samples, {len(mask_files)} mask files interleaved, "
+                    f"long-GOP clip {s.long_frames} frames shuffled"),
+        "budget_s_per_pass": args.budget,
+        "label_maps_per_s": {k: {"cold": rate(v, 0), "warm": rate(v, 1),
+                                 "samples_cold": (v.get("passes") or [{}])[0].get("samples"),
+                                 "error": v.get("error")} for k, v in runs.items()},
+        "pyav_decode_only_per_s": {"masks": decode_maps_per_s, "masks_and_images": decode_images_per_s},
+        "real_vs_sorted": {"label_maps_cold": ratio(rate(runs["real_label_maps"], 0), rate(runs["sorted_label_maps"], 0)),
+                           "label_maps_warm": ratio(rate(runs["real_label_maps"], 1), rate(runs["sorted_label_maps"], 1)),
+                           "images_cold": ratio(rate(runs["real_images"], 0), rate(runs["sorted_images"], 0)),
+                           "images_warm": ratio(rate(runs["real_images"], 1), rate(runs["sorted_images"], 1)),
+                           "goal": 0.9},
+        "real_vs_decode_only": {"label_maps_cold": ratio(rate(runs["real_label_maps"], 0), decode_maps_per_s),
+                                "label_maps_warm": ratio(rate(runs["real_label_maps"], 1), decode_maps_per_s),
+                                "images_cold": ratio(rate(runs["real_images"], 0), decode_images_per_s),
+                                "images_warm": ratio(rate(runs["real_images"], 1), decode_images_per_s),
+                                "goal": 0.65},
+        "table_build_s": tables,
+        "resources": resources,
+        "long_gop_peak_rss_shuffled_vs_in_order": ratio(resources["long_gop_shuffled"].get("peak_rss_mib"),
+                                                        resources["long_gop_in_order"].get("peak_rss_mib")),
+        "round_robin_peak_rss_vs_grouped": ratio(resources["round_robin_400"].get("peak_rss_mib"),
+                                                 resources["grouped_400"].get("peak_rss_mib")),
+        "wall_s": round(time.perf_counter() - t_start, 1),
+    }
+    print(json.dumps(results, indent=2))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
