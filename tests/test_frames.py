@@ -1,4 +1,4 @@
-"""Frames: parsing, validation (FORMAT.md §1, §5, §6), round trips and authoring."""
+"""Frames: parsing, validation (docs/format.md: keys, URIs, what is rejected), round trips and authoring."""
 from __future__ import annotations
 
 import copy
@@ -15,7 +15,7 @@ from maskdec.media.uri import resolve_uri
 
 
 def full_frame() -> dict:
-    """A frame using every key of FORMAT.md §1, in the canonical (written-back) form."""
+    """A frame using every key of docs/format.md, "Keys", in the canonical (written-back) form."""
     return {
         "id": "frame-7",
         "timestamp": 1500,

@@ -4,7 +4,7 @@ crash, no hang, no wrong pixels returned quietly.
 
 Each case runs in a fresh interpreter killed after LIMIT seconds, so a hang fails its
 test and a segfault shows as a dead interpreter. Cases covered elsewhere are not
-repeated here: FORMAT.md §6 in test_frames.py, truncated, zero-byte and non-media
+repeated here: docs/format.md, "What is rejected" in test_frames.py, truncated, zero-byte and non-media
 files in test_media.py, a truncated video and a missing file in an export in
 test_export.py.
 """

@@ -1,5 +1,5 @@
 """maskdec.lut.map_pixels / ColourTable and the raw Cython kernels, checked bit for
-bit against a plain numpy oracle written here from FORMAT.md §3 and lut.py's
+bit against a plain numpy oracle written here from docs/format.md and lut.py's
 contract: each pixel gets the id of the nearest declared colour (Euclidean
 distance in the pixel's own units) within the tolerance, ties going to the
 smaller colour (compared as tuples), whatever the order of declaration; a colour

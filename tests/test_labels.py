@@ -1,4 +1,4 @@
-"""Colours -> classes -> label ids (FORMAT.md §3), with the docs' examples of §7."""
+"""Colours -> classes -> label ids (docs/format.md), with the ClearML docs' examples."""
 from __future__ import annotations
 
 import json

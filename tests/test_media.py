@@ -1,4 +1,4 @@
-"""MediaReader and iter_samples on real files: codecs, image modes, timestamps (FORMAT.md §2), broken files."""
+"""MediaReader and iter_samples on real files: codecs, image modes, timestamps (docs/format.md, "Timestamps"), broken files."""
 from __future__ import annotations
 
 import json
@@ -215,7 +215,7 @@ def test_jpeg_source_image_decodes_as_rgb(tmp_path):
     assert np.abs(sample.image[:, :, ::-1].astype(int) - reference).mean() > 20
 
 
-# ----------------------------------------------------------------- timestamps (FORMAT.md §2)
+# ----------------------------------------------------------------- timestamps (docs/format.md, "Timestamps")
 
 #: (container, codec, pix_fmt, options) of index-coded clips: lossless ones, and H.264 with B-frames.
 CLIPS = {
@@ -327,7 +327,7 @@ def test_negative_timestamp_is_a_range_error(tmp_path):
 
 
 def test_docs_example_1_timestamps_are_out_of_range(tmp_path):
-    """FORMAT.md §7: the docs' Example 1 with its real timestamps, media made local."""
+    """the ClearML docs' Example 1: the docs' Example 1 with its real timestamps, media made local."""
     source = tmp_path / "front.mp4"
     seg = tmp_path / "front_seg.mp4"
     inst = tmp_path / "front_instance_seg.mp4"

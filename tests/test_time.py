@@ -1,4 +1,4 @@
-"""Frame-accurate time (FORMAT.md §2) in any request order: clips at 24, 25, 29.97, 30 and 60 fps,
+"""Frame-accurate time (docs/format.md, "Timestamps") in any request order: clips at 24, 25, 29.97, 30 and 60 fps,
 variable frame rate, B-frames, a late start and an edit list; every frame carries its number as a
 grid of black and white blocks. Also: range errors, the bounded reader cache, the planner's work,
 the frame index and its caches, pickling to worker processes, decoder threads."""

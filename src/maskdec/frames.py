@@ -1,6 +1,6 @@
 """Dataset frames (ClearML Hyper-Datasets shape): parse, validate, author, write back.
 
-Every rule lives in FORMAT.md of the project; each validation error names the
+Every rule is in docs/format.md; each validation error names the
 JSON path of its culprit, prefixed with the file and line when it came from one.
 """
 from __future__ import annotations
@@ -368,7 +368,7 @@ class Frame:
     @classmethod
     def from_dict(cls, d: Any, *, path: str = "$", base_dir: Union[str, os.PathLike, None] = None,
                   strict_keys: bool = False) -> "Frame":
-        """Parse and validate one frame object (FORMAT.md §6); errors name the JSON path.
+        """Parse and validate one frame object (docs/format.md, "What is rejected"); errors name the JSON path.
 
         A key outside ClearML's frame schema (a typo such as `timestmp`) gives a MaskdecWarning
         naming it, its path and the nearest known key; `strict_keys=True` makes it a FrameFormatError.

@@ -1,4 +1,4 @@
-"""Which colour means which class in which mask, and the label ids (FORMAT.md §3)."""
+"""Which colour means which class in which mask, and the label ids (docs/format.md)."""
 from __future__ import annotations
 
 import os
@@ -74,7 +74,7 @@ def load_mask_labels(spec: Union[str, os.PathLike, Mapping, Sequence, None]) -> 
             raise FrameFormatError("'labels' must be a non-empty list of strings", f"{where}.labels")
         colour = normalise_colour(_colour(entry.get("value"), f"{where}.value"))
         j = seen.setdefault(colour, i)
-        if j != i and out[j].name != labels[0]:  # FORMAT.md §3 Conflicts
+        if j != i and out[j].name != labels[0]:  # docs/format.md: one colour, two classes
             raise LabelError(f"colour {list(colour)} is declared as {out[j].name!r} by {root}[{j}] "
                              f"and as {labels[0]!r} by {where}")
         out.append(ColourDecl(colour=colour, name=labels[0], labels=tuple(labels)))

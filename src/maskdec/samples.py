@@ -79,7 +79,7 @@ class Sample:
 
     def packed_map(self) -> np.ndarray:
         """(H, W) uint32 raw instance ids: the packed colour r << 16 | g << 8 | b of the ROI
-        each pixel belongs to (FORMAT.md §3), 0xFFFFFFFF where none; needs instances=True."""
+        each pixel belongs to (docs/format.md), 0xFFFFFFFF where none; needs instances=True."""
         if self.instance_map is None:
             raise MaskdecError("packed_map needs a sample made with instances=True")
         packed = np.full(len(self.rois) + 1, 0xFFFFFFFF, np.uint32)

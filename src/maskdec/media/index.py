@@ -3,7 +3,7 @@
 Built once per file, from the container's own index where it is complete
 (`stream.index_entries` of MP4/MOV streams without frame reordering), else from
 one packet scan (demuxing, not decoding). Either way position 0 is the first
-frame that decoding presents (FORMAT.md §2): packets an edit list discards are
+frame that decoding presents (docs/format.md, "Timestamps"): packets an edit list discards are
 left out, and the first frame's time is taken from the decoder itself.
 
 Indexes are cached per process and, with `cache_dir`, on disk under a name made

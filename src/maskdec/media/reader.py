@@ -1,6 +1,6 @@
 """A media file opened with PyAV: still images and videos, frames chosen by timestamp.
 
-Videos follow FORMAT.md §2: position 0 is the first presented frame; a
+Videos follow docs/format.md, "Timestamps": position 0 is the first presented frame; a
 timestamp selects the frame whose real presentation time is nearest (ties to
 the earlier frame); beyond the last frame by more than its duration is an error.
 Timestamps resolve on the file's frame index (media/index.py) and frames are
