@@ -5,7 +5,8 @@ random order for the visible objects only, an undeclared background colour, an
 instance mask reusing colours for other classes, a two-camera FrameGroup whose
 ROIs name both sources, interleaved clips and a long-GOP clip in shuffled order.
 Lossless (FFV1) masks must give the truth exactly; lossy (H.264 yuv420p crf 18)
-ones at least NON_EDGE_ACCURACY away from edges, whatever the order of ROIs.
+ones at least NON_EDGE_ACCURACY away from edges, whatever the order of ROIs, and the
+same samples within any open-file and buffer limits.
 """
 from __future__ import annotations
 
@@ -320,3 +321,36 @@ def test_roi_samples_in_every_listed_source(lossless):
                 assert key in got, key
                 truth = lossless.truth(line, camera, "seg")
                 assert got[key] == int(np.sum(truth.colour_index == truth.colours.index(key[3])))
+
+
+# ------------------------------------------------------------------ interleaved and shuffled input, within limits
+
+def images_and_maps(frames, **options) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(s.image, s.label_map) for s in maskdec.iter_samples(frames, images=True, **options)]
+
+
+def same_samples(got: list, reference: list) -> bool:
+    return len(got) == len(reference) and all(
+        np.array_equal(image, ref_image) and np.array_equal(label_map, ref_map)
+        for (image, label_map), (ref_image, ref_map) in zip(got, reference))
+
+
+def test_the_shuffled_long_clip_whatever_the_buffer_budget(lossy):
+    """The long-GOP clip referenced in shuffled order, with images: any budget for frames decoded
+    ahead of their turn gives the samples of an unlimited run (beyond it, frames are decoded again)."""
+    frames = lossy.load([f for f in lossy.frames if f["context_id"] == "long"])
+    reference = images_and_maps(frames, max_buffered_bytes=1 << 40)
+    outcome = {}
+    for budget in range(0, 400_001, 25_000):
+        try:
+            outcome[budget] = same_samples(images_and_maps(frames, max_buffered_bytes=budget), reference)
+        except maskdec.MaskdecError as exc:
+            outcome[budget] = str(exc)
+    assert {budget: result for budget, result in outcome.items() if result is not True} == {}
+
+
+def test_interleaved_files_within_the_open_file_limit(lossy):
+    """The whole dataset (every clip's mask and image files interleaved) with 2 files open at a
+    time and nothing buffered: the samples of an unlimited run."""
+    reference = images_and_maps(lossy.frames_path)
+    assert same_samples(images_and_maps(lossy.frames_path, max_open_readers=2, max_buffered_bytes=0), reference)
