@@ -311,16 +311,19 @@ def inspect(frames: str, labels_file: Optional[str], mask_labels_file: Optional[
 @click.option("--mask-labels", "mask_labels_file", type=click.Path(dir_okay=False, exists=True),
               help="Dataset-level colours, a JSON file (see docs/format.md).")
 @click.option("--tolerance", type=float, default=None, help="RGB snapping distance (default: by codec).")
-@click.option("--max-samples", type=int, default=None, help="Preview at most the first N samples.")
+@click.option("--max-samples", type=click.IntRange(min=0), default=None,
+              help="Preview at most N samples, spread over the mask files (default 100; 0: all).")
 def preview(frames: str, out_dir: str, labels_file: Optional[str], mask_labels_file: Optional[str],
             tolerance: Optional[float], max_samples: Optional[int]) -> None:
     """Write overlays, a contact sheet and index.html for the samples of FRAMES to --out."""
-    from .preview import preview as run_preview
+    from .preview import DEFAULT_MAX_SAMPLES, preview as run_preview
 
+    cap = DEFAULT_MAX_SAMPLES if max_samples is None else max_samples
     summary = run_preview(frames, out_dir, labels=_load_labels(labels_file),
-                          mask_labels=_check_mask_labels(mask_labels_file), tolerance=tolerance,
-                          max_samples=max_samples)
-    _say(f"previewed {len(summary.rows)} samples, {len(summary.warnings)} warnings: {summary.index}")
+                          mask_labels=_check_mask_labels(mask_labels_file), tolerance=tolerance, max_samples=cap)
+    shown = (f"{len(summary.rows)} of {summary.total} samples ({summary.skipped} skipped; --max-samples N raises "
+             f"the cap of {cap}, 0 shows all)" if summary.skipped else f"{len(summary.rows)} samples")
+    _say(f"previewed {shown}, {len(summary.warnings)} warnings: {summary.index}")
     for warning in summary.warnings:
         _say(f"  warning: {warning}")
 
