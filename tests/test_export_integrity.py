@@ -598,3 +598,29 @@ def test_ctrl_c_stops_cleanly_with_status_130_and_the_rerun_completes(big, big_r
     rerun = run_cli("export", big, "--out", out, "--workers", "2", "--no-images")
     assert rerun.returncode == 0 and "done before" in rerun.stderr, rerun.stderr
     assert tree(out) == big_reference
+
+
+# ------------------------------------------------------------------ names, property-based
+
+def test_any_ids_give_bounded_well_formed_distinct_names():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from maskdec.export_names import check_unique_keys, roi_suffix, sample_key
+
+    ids = st.text(st.characters(codec=None, exclude_categories=()), max_size=300) | st.sampled_from(
+        ["a", "a_b", "b_c", "A", "a-b", "a b", ""])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 10**7), ids, ids), min_size=1, max_size=8, unique=True),
+           st.integers(0, 999), st.none() | ids)
+    def check(identities, k, roi_id):
+        check_unique_keys(identities)  # distinct identities: never refused
+        keys = [sample_key(*identity) for identity in identities]
+        assert len({key.lower() for key in keys}) == len(keys)
+        for key in keys:
+            name = f".{key}_{roi_suffix(k, roi_id)}.png.4194304-deadbeef.tmp"
+            assert re.fullmatch(r"[.A-Za-z0-9_-]+", name) and len(name.encode()) < 255
+            assert key.count("_") == 3  # frame, source, mask, digest: always four fields
+
+    check()

@@ -2,7 +2,10 @@
 
 A local file's identity is its size and mtime_ns; a remote object's is what
 fsspec's info() tells of its version (VersionId, ETag, checksums, modification
-time, size: whichever the store gives). Files whose identity cannot be known
+time, size: whichever the store gives), asked with the same storage options and
+timeouts as the reads (media.uri.remote_fs). URIs the settings do not let
+maskdec read (MASKDEC_URI_SCHEMES, MASKDEC_MEDIA_ROOTS) are not asked about.
+Files whose identity cannot be known
 (missing, unreachable, or still unanswered when the answers stalled for
 `stall` seconds) get None, and None never counts as a
 change: those samples fail or succeed on their own.
@@ -15,7 +18,8 @@ import threading
 import time
 from typing import Iterable, Mapping, Optional
 
-from .media.uri import is_remote
+from .errors import MaskdecError
+from .media.uri import check_allowed, is_remote, remote_fs
 
 __all__ = ["media_identities", "changed_media"]
 
@@ -25,7 +29,17 @@ _VERSION_KEYS = ("VersionId", "version_id", "generation", "ETag", "etag", "md5Ha
 _REMOTE_THREADS = 16
 
 
+def _allowed(uri: str) -> bool:
+    try:
+        check_allowed(uri)
+    except MaskdecError:
+        return False
+    return True
+
+
 def _local_identity(path: str) -> Optional[str]:
+    if not _allowed(path):
+        return None
     try:
         st = os.stat(path)
     except (OSError, ValueError):
@@ -34,10 +48,10 @@ def _local_identity(path: str) -> Optional[str]:
 
 
 def _remote_identity(uri: str) -> Optional[str]:
+    if not _allowed(uri):
+        return None
     try:
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(uri)
+        fs, path = remote_fs(uri)
         info = fs.info(path)
     except Exception:  # noqa: BLE001 - unknown is an answer: the sample's own read reports the error
         return None
