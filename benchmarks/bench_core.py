@@ -7,6 +7,7 @@ colours), then prints in one run:
   - label maps per second of maskdec.iter_samples (frames parsed and colour
     tables built before timing) beside PyAV decode-only and PyAV decode + rgb24
     frames per second.
+Medians of interleaved runs, timed by maskdec.bench (the loops `maskdec bench` uses).
 Ratios are what to read: this machine is shared and noisy.
 
     python benchmarks/bench_core.py [--frames 90] [--json benchmarks/results/core.json]
@@ -15,40 +16,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
-import time
 from pathlib import Path
 
 import av
 import numpy as np
 
 import maskdec
+from maskdec import bench
 from maskdec.example import PALETTE, colour_mask, scene_classes
 from maskdec.lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, map_pixels
+from maskdec.media.reader import MediaReader
 from maskdec.media.writer import write_video
 
 W, H = 1920, 1080
 
 
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def ms_per_call(fn, repeat: int) -> float:
+    """Median ms of `repeat` calls (maskdec.bench's timing loop)."""
+    def once() -> int:
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def numpy_packed_lut(rgb: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-    return lut[packed]
+        return 1
+    return bench.measure({"fn": once}, repeat)["fn"].ms_per_item
 
 
 def numpy_unique(rgb: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-    colours, inverse = np.unique(packed, return_inverse=True)
-    return lut[colours][inverse].reshape(packed.shape)
+    colours, inverse = np.unique(bench.packed_colours(rgb), return_inverse=True)
+    return lut[colours][inverse].reshape(rgb.shape[:2])
 
 
 def make_clip(path: Path, frames: int) -> None:
@@ -56,16 +50,11 @@ def make_clip(path: Path, frames: int) -> None:
                 codec="libx264", pix_fmt="yuv420p", options={"crf": "23"})
 
 
-def decode_rate(path: Path, convert) -> float:
-    t0 = time.perf_counter()
-    n = 0
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        s.codec_context.thread_type = "AUTO"
-        for frame in c.decode(s):
-            convert(frame)
-            n += 1
-    return n / (time.perf_counter() - t0)
+def clip_work(path: Path) -> list[bench.FileWork]:
+    """Every frame of the clip, as maskdec.bench's plain ways take them."""
+    with MediaReader(str(path)) as reader:
+        pts = reader.index.pts
+    return [bench.FileWork(str(path), tuple(pts), tuple(range(len(pts))), tuple((k,) for k in range(len(pts))))]
 
 
 def frames_json(path: Path, frames: int) -> list[dict]:
@@ -91,25 +80,25 @@ def main() -> None:
         table = ColourTable(tuple(PALETTE.values()), tuple(range(len(PALETTE))), 255)
         lut = table.rgb_lut(DEFAULT_LOSSY_TOLERANCE)
         out = np.empty(rgb.shape[:2], np.uint8)
-        ref = numpy_packed_lut(rgb, lut)
+        ref = bench.numpy_label_map(rgb, lut)
         assert np.array_equal(map_pixels(rgb, table, DEFAULT_LOSSY_TOLERANCE, out=out), ref)
         assert np.array_equal(numpy_unique(rgb, lut), ref)
-        kernel_ms = best_of(lambda: map_pixels(rgb, table, DEFAULT_LOSSY_TOLERANCE, out=out), 30) * 1e3
-        packed_ms = best_of(lambda: numpy_packed_lut(rgb, lut), 10) * 1e3
-        unique_ms = best_of(lambda: numpy_unique(rgb, lut), 3) * 1e3
+        kernel_ms = ms_per_call(lambda: map_pixels(rgb, table, DEFAULT_LOSSY_TOLERANCE, out=out), 30)
+        packed_ms = ms_per_call(lambda: bench.numpy_label_map(rgb, lut), 10)
+        unique_ms = ms_per_call(lambda: numpy_unique(rgb, lut), 3)
 
-        decode_fps = max(decode_rate(clip, lambda f: None) for _ in range(2))
-        rgb_fps = max(decode_rate(clip, lambda f: f.to_ndarray(format="rgb24")) for _ in range(2))
+        work = clip_work(clip)
         frames = [maskdec.Frame.from_dict(f) for f in frames_json(clip, args.frames)]
         sum(1 for _ in maskdec.iter_samples(frames, images=False))  # builds the colour tables once
-        e2e_fps = 0.0
-        for _ in range(2):
-            t0 = time.perf_counter()
-            n = sum(1 for _ in maskdec.iter_samples(frames, images=False))
-            e2e_fps = max(e2e_fps, n / (time.perf_counter() - t0))
+        rates = bench.measure({  # frames/s, median of interleaved runs
+            "decode": lambda: bench.decode(work),
+            "rgb24": lambda: bench.decode(work, convert=bench.rgb24),
+            "maskdec": lambda: sum(1 for _ in maskdec.iter_samples(frames, images=False)),
+        }, 3)
+        decode_fps, rgb_fps, e2e_fps = (rates[k].rate for k in ("decode", "rgb24", "maskdec"))
 
     results = {
-        "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": bench.machine_line(),
         "clip": f"{W}x{H} libx264 yuv420p crf 23, {len(PALETTE)} colours, {args.frames} frames",
         "kernel_ms_per_frame": round(kernel_ms, 2),
         "numpy_packed_lut_ms_per_frame": round(packed_ms, 2),

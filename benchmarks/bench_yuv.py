@@ -8,7 +8,8 @@ Generates a 1080p libx264 yuv420p crf 23 mask clip with 20 colours that touch
   3. PyAV rgb24 + numpy packed LUT            (the common way)
   4. maskdec RGB path   (iter_samples(..., yuv=False))
   5. maskdec YUV path   (iter_samples(...), the default)
-and each one's ratio to decode-only. Writes the table as JSON.
+and each one's ratio to decode-only: medians of interleaved runs, with their spread, timed
+by maskdec.bench (the loops `maskdec bench` uses). Writes the table as JSON.
 
     python benchmarks/bench_yuv.py [--frames 120] [--json benchmarks/results/yuv.json]
 """
@@ -17,16 +18,15 @@ from __future__ import annotations
 import argparse
 import colorsys
 import json
-import platform
 import tempfile
-import time
 from pathlib import Path
 
-import av
 import numpy as np
 
 import maskdec
+from maskdec import bench
 from maskdec.lut import DEFAULT_LOSSY_TOLERANCE, ColourTable
+from maskdec.media.reader import MediaReader
 from maskdec.media.writer import write_video
 
 W, H, FPS, N_COLOURS = 1920, 1080, 30, 20
@@ -55,7 +55,7 @@ def classes(index: int, h: int = H, w: int = W) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=120)
-    ap.add_argument("--repeat", type=int, default=3, help="best of N runs per pipeline")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved timed runs per pipeline (median reported)")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "yuv.json")
     args = ap.parse_args()
     colours = palette()
@@ -71,65 +71,48 @@ def main() -> None:
                             for k, c in enumerate(colours)]} for i in range(args.frames)]
         table = ColourTable(tuple(colours), tuple(range(N_COLOURS)), 255)
         rgb_lut = table.rgb_lut(DEFAULT_LOSSY_TOLERANCE)
+        with MediaReader(str(clip)) as reader:  # every frame of the clip, as maskdec.bench's plain ways take them
+            pts = reader.index.pts
+        work = [bench.FileWork(str(clip), tuple(pts), tuple(range(len(pts))), tuple((k,) for k in range(len(pts))))]
 
         def accuracy(maps) -> float:
             return float(np.mean([(m == t).mean() for m, t in zip(maps, truth)]))
 
         frames = [maskdec.Frame.from_dict(f) for f in frames]  # parsing is not what is measured
 
-        def pyav(convert):
-            def go(keep: bool):
-                out = []
-                with av.open(str(clip)) as c:
-                    s = c.streams.video[0]
-                    s.codec_context.thread_type = "AUTO"
-                    for frame in c.decode(s):
-                        result = convert(frame)
-                        if keep:
-                            out.append(result)
-                return out
-            return go
-
-        def numpy_lut(frame):
-            rgb = frame.to_ndarray(format="rgb24")
-            packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-            return rgb_lut[packed]
+        def numpy_lut(keep: bool):
+            maps = (bench.numpy_label_map(pixels, rgb_lut) for _, _, pixels in bench.pyav_pixels(work))
+            return list(maps) if keep else sum(1 for _ in maps)
 
         def maskdec_path(yuv: bool):
             def go(keep: bool):
-                out = []
-                for sample in maskdec.iter_samples(frames, images=False, yuv=yuv):
-                    if keep:
-                        out.append(sample.label_map)
-                return out
+                maps = (s.label_map for s in maskdec.iter_samples(frames, images=False, yuv=yuv))
+                return list(maps) if keep else sum(1 for _ in maps)
             return go
 
         pipelines = {
-            "pyav_decode_only": (pyav(lambda f: None), False),
-            "pyav_decode_rgb24": (pyav(lambda f: f.to_ndarray(format="rgb24") is None), False),
-            "pyav_rgb24_numpy_packed_lut": (pyav(numpy_lut), True),
+            "pyav_decode_only": (lambda keep: bench.decode(work), False),
+            "pyav_decode_rgb24": (lambda keep: bench.decode(work, convert=bench.rgb24), False),
+            "pyav_rgb24_numpy_packed_lut": (numpy_lut, True),
             "maskdec_rgb_path": (maskdec_path(False), True),
             "maskdec_yuv_path": (maskdec_path(True), True),
         }
         # Accuracy from one untimed run each (this also builds and caches the colour tables);
-        # timed runs keep no outputs, for every pipeline alike.
+        # timed runs keep no outputs, for every pipeline alike. maskdec.bench.measure interleaves them.
         accuracies = {name: accuracy(go(True)) if has_maps else None for name, (go, has_maps) in pipelines.items()}
-        best = dict.fromkeys(pipelines, 0.0)
-        for _ in range(args.repeat):  # interleaved, so load changes hit every pipeline alike
-            for name, (go, _) in pipelines.items():
-                t0 = time.perf_counter()
-                go(False)
-                best[name] = max(best[name], args.frames / (time.perf_counter() - t0))
-        rows = {name: {"fps": round(best[name], 1),
+        timings = bench.measure({name: (lambda go: lambda: go(False))(go) for name, (go, _) in pipelines.items()},
+                                args.repeat)
+        rows = {name: {"fps": round(t.rate, 1), "fps_min": round(t.spread[0], 1), "fps_max": round(t.spread[1], 1),
                        "pixel_accuracy": None if accuracies[name] is None else round(accuracies[name], 5)}
-                for name in pipelines}
+                for name, t in timings.items()}
     base = rows["pyav_decode_only"]["fps"]
     for row in rows.values():
         row["ratio_to_decode_only"] = round(row["fps"] / base, 2)
     yuv = rows["maskdec_yuv_path"]["fps"]
     result = {
-        "machine": f"{platform.node()} {platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": bench.machine_line(),
         "clip": f"{W}x{H} libx264 yuv420p crf 23, {N_COLOURS} touching colours, {args.frames} frames",
+        "timing": f"median of {args.repeat} interleaved runs (fps_min-fps_max: their spread)",
         "pipelines": rows,
         "goals": {
             "yuv_vs_decode_only (>= 0.6)": round(yuv / base, 2),
@@ -139,10 +122,11 @@ def main() -> None:
                 rows["maskdec_yuv_path"]["pixel_accuracy"] - rows["maskdec_rgb_path"]["pixel_accuracy"], 5),
         },
     }
-    print(f"{'pipeline':<30} {'fps':>8} {'accuracy':>9} {'x decode':>9}")
+    print(f"{'pipeline':<30} {'fps':>8} {'spread':>15} {'accuracy':>9} {'x decode':>9}")
     for name, row in rows.items():
         acc = "" if row["pixel_accuracy"] is None else f"{row['pixel_accuracy']:.4f}"
-        print(f"{name:<30} {row['fps']:>8.1f} {acc:>9} {row['ratio_to_decode_only']:>9.2f}")
+        spread = f"{row['fps_min']:.0f}-{row['fps_max']:.0f}"
+        print(f"{name:<30} {row['fps']:>8.1f} {spread:>15} {acc:>9} {row['ratio_to_decode_only']:>9.2f}")
     for goal, value in result["goals"].items():
         print(f"{goal:<40} {value}")
     args.json.parent.mkdir(parents=True, exist_ok=True)

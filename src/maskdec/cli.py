@@ -356,5 +356,99 @@ def encode(label_maps: str, labels_file: str, colours_file: Optional[str], out_d
     click.echo(str(result.frames_path))
 
 
+def _threads(value: str) -> Optional[int]:
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if not 1 <= threads <= 1024:
+        raise click.BadParameter(f"expected auto or a number from 1 to 1024, got {value!r}", param_hint="--threads")
+    return threads
+
+
+@main.command()
+@click.argument("frames", required=False, type=click.Path(dir_okay=False, exists=True))
+@click.option("--example", "use_example", is_flag=True, help="Benchmark the embedded example dataset.")
+@click.option("--samples", type=click.IntRange(min=1), default=120, show_default=True,
+              help="Every stage reads the first N samples (input order).")
+@click.option("--random", "n_random", type=click.IntRange(min=0), default=32, show_default=True,
+              help="Random samples for the random access measures (0: skip them).")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Batch size of MaskDataset.__getitems__, the samplers and the DataLoader.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Also measure the export worker pool and a DataLoader with N workers.")
+@click.option("--threads", "threads_text", default="auto", show_default=True,
+              help="Decoder threads per file: auto (FFmpeg's choice, maskdec's default) or a number.")
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Interleaved runs per stage (the report shows their median and spread).")
+@click.option("--min-time", "min_seconds", type=click.FloatRange(min=0), default=0.2, show_default=True,
+              help="Seconds one timed run lasts at least: a short stage is repeated within it.")
+@click.option("--check", "n_check", type=click.IntRange(min=1), default=4, show_default=True,
+              help="First samples the baselines must equal maskdec's label maps on.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random picks.")
+@click.option("--json", "json_out", default=None,
+              help="Also write the report as JSON to this file ('-': print JSON instead of the table).")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, exists=True),
+              help="JSON {name: id} enumeration.")
+@click.option("--mask-labels", "mask_labels_file", type=click.Path(dir_okay=False, exists=True),
+              help="Dataset-level colours, a JSON file (see docs/format.md).")
+@click.option("--tolerance", type=float, default=None, help="RGB snapping distance (default: by codec).")
+def bench(frames: Optional[str], use_example: bool, samples: int, n_random: int, batch: int, workers: Optional[int],
+          threads_text: str, repeat: int, min_seconds: float, n_check: int, seed: int, json_out: Optional[str],
+          labels_file: Optional[str], mask_labels_file: Optional[str], tolerance: Optional[float]) -> None:
+    """Decode throughput on FRAMES (or --example), stage by stage, against the plain ways.
+
+    Prints frames/s, ms/frame and the ratio to decode-only of: demux, decode, decode +
+    RGB, label maps (YUV and RGB paths), a PyAV + numpy baseline (and torchcodec when
+    installed, both checked equal to maskdec first), source images, whole samples; then
+    random access, each file's GOP and whether re-encoding would pay off; with --workers,
+    scaling. Exits 0 unless the data could not be read (2).
+    """
+    from .bench_data import BenchSettings, run_bench
+
+    if use_example == (frames is not None):
+        raise click.UsageError("give either FRAMES or --example")
+    settings = BenchSettings(samples=samples, random=n_random, batch=batch, workers=workers,
+                             threads=_threads(threads_text), repeat=repeat, min_seconds=min_seconds, check=n_check,
+                             seed=seed,
+                             labels=_load_labels(labels_file), mask_labels=_check_mask_labels(mask_labels_file),
+                             tolerance=tolerance)
+    bar = None
+
+    def start(total: int) -> None:
+        nonlocal bar
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True, disable=None, leave=False)
+
+    def progress(step: str) -> None:
+        if bar is not None:
+            bar.set_description(step, refresh=False)
+            bar.update(1)
+
+    with tempfile.TemporaryDirectory(prefix="maskdec-example-") as tmp:
+        if use_example:
+            from .example import make_example
+
+            frames = str(make_example(tmp).frames_path)
+        try:
+            report = run_bench(frames, settings, name="the embedded example" if use_example else frames,
+                               start=start, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+    data = report.to_dict()
+    if json_out is not None and json_out != "-":
+        with open(json_out, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+    if json_out == "-":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo("\n".join(printable(line) for line in report.format_text().splitlines()))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
