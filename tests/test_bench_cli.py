@@ -57,23 +57,27 @@ def assert_measured(row: dict) -> None:
     assert len(row["seconds"]) == row["runs"] == 2 and all(s > 0 for s in row["seconds"])
 
 
-@pytest.fixture(scope="module")
-def long_gop(tmp_path_factory) -> Path:
-    """A mask and a source video of KEYINT frames with one keyframe (x264 with B-frames),
-    and frames.jsonl pairing them frame by frame."""
-    root = tmp_path_factory.mktemp("long_gop")
+def make_clip(root: Path, keyint: int, frames: int = KEYINT) -> Path:
+    """A mask and a source video of `frames` frames with a keyframe every `keyint` (x264 with
+    B-frames), and frames.jsonl pairing them frame by frame."""
     h, w = 144, 192
-    classes = [scene_classes(i, h, w) for i in range(KEYINT)]
+    classes = [scene_classes(i, h, w) for i in range(frames)]
     options = {"crf": "20", "bf": "3", "preset": "veryfast",
-               "x264-params": f"keyint={KEYINT}:min-keyint={KEYINT}:scenecut=0"}
+               "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"}
     write_video(root / "mask.mp4", (colour_mask(c) for c in classes), fps=30, options=options)
     write_video(root / "source.mp4", (scene_image(i, c) for i, c in enumerate(classes)), fps=30, options=options)
     rois = [{"label": [name], "mask": {"id": "seg", "value": list(colour)}} for name, colour in PALETTE.items()]
     lines = [json.dumps({"sources": [{"id": "cam", "uri": "source.mp4", "timestamp": int(i * 1000 / 30),
                                       "masks": [{"id": "seg", "uri": "mask.mp4"}]}], "rois": rois})
-             for i in range(KEYINT)]
+             for i in range(frames)]
     (root / "frames.jsonl").write_text("\n".join(lines) + "\n")
     return root / "frames.jsonl"
+
+
+@pytest.fixture(scope="module")
+def long_gop(tmp_path_factory) -> Path:
+    """One keyframe in KEYINT frames."""
+    return make_clip(tmp_path_factory.mktemp("long_gop"), KEYINT)
 
 
 def test_example_every_stage_has_a_rate_and_the_json_every_field(example):
@@ -81,10 +85,10 @@ def test_example_every_stage_has_a_rate_and_the_json_every_field(example):
     assert TOP_FIELDS <= set(report)
     assert report["samples"] == report["total_samples"] == example.n_frames + 1
     assert [row["name"] for row in report["stages"]] == STAGES
-    torchcodec = bench.torchcodec_version() is not None
+    torchcodec_problem = bench.torchcodec_problem()  # "torchcodec not installed", or why it does not load
     for row in report["stages"]:
-        if row["name"] == "baseline_torchcodec" and not torchcodec:
-            assert not row["available"] and row["rate"] is None and "not installed" in row["note"]
+        if row["name"] == "baseline_torchcodec" and torchcodec_problem:
+            assert not row["available"] and row["rate"] is None and row["note"] == torchcodec_problem
             continue
         assert_measured(row)
         decode = report["stages"][1]["rate"]
@@ -137,6 +141,16 @@ def test_long_gop_clip_gives_gop_facts_and_reencoding_advice(long_gop):
     assert "ffmpeg -i mask.mp4" in table
 
 
+def test_short_gop_clip_gets_no_reencoding_advice(tmp_path):
+    frames = make_clip(tmp_path, 10, frames=60)
+    report, table = run_bench(frames, *QUICK, "--random", "10")
+    mask = next(f for f in report["files"] if f["roles"] == ["mask"])
+    assert (mask["keyframes"], mask["max_gop"], mask["mean_gop"]) == (6, 10, 10.0)
+    advice = "\n".join(report["advice"])
+    assert "keyframes are at most 10 frames apart" in advice and "ffmpeg" not in advice, advice
+    assert "ffmpeg" not in table
+
+
 def test_a_wrong_baseline_table_is_reported_as_a_mismatch(example, monkeypatch):
     real = bench.packed_lut
 
@@ -185,10 +199,16 @@ def test_unreadable_data_exits_2_naming_the_file(example, tmp_path):
     assert code == 2 and "mask.mp4" in stderr
 
 
-def test_usage_errors(example):
+def test_usage_errors(example, tmp_path):
     assert bench_cli()[0] == 2  # neither FRAMES nor --example
     code, _, stderr = bench_cli(example.frames_path, "--threads", "many")
     assert code == 2 and "--threads" in stderr
+    code, _, stderr = bench_cli(example.frames_path, "--json", tmp_path / "missing" / "report.json")
+    assert code == 2 and stderr.startswith("maskdec: error: --json") and "cannot write" in stderr
+    with pytest.raises(maskdec.OptionError, match="'samples'"):
+        bench_data.BenchSettings(samples=0)
+    with pytest.raises(maskdec.OptionError, match="threads"):
+        bench_data.BenchSettings(threads=0)
 
 
 def test_workers_measure_the_export_pool_and_a_dataloader(example):
@@ -202,6 +222,17 @@ def test_workers_measure_the_export_pool_and_a_dataloader(example):
         assert row["items"] == 16
     assert scaling["rows"][0]["ratio_to_one"] == 1.0 and scaling["rows"][2]["ratio_to_one"] == 1.0
     assert "export (label maps, png), 2 workers" in table and "DataLoader, batch 8, 2 workers" in table
+
+
+def test_progress_steps_add_up_to_the_announced_total(example):
+    """The CLI's progress bar (tqdm on stderr) gets start(total) once, then one step per run:
+    it ends exactly full."""
+    totals, steps = [], []
+    settings = bench_data.BenchSettings(samples=6, random=3, repeat=1, min_seconds=0.0)
+    report = bench_data.run_bench(example.frames_path, settings, start=totals.append, progress=steps.append)
+    assert len(totals) == 1 and len(steps) == totals[0]
+    assert steps.count("decode") == 2 and steps.count("random_one_by_one") == 2  # warm-up and timed run
+    assert report.samples == 6
 
 
 def test_timing_is_interleaved_with_median_and_spread():

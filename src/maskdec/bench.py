@@ -28,7 +28,7 @@ from .media.reader import mask_pixels
 
 __all__ = ["Timing", "measure", "FileWork", "set_threads", "wanted_frames", "demux", "decode", "rgb24",
            "packed_colours", "packed_lut", "numpy_label_map", "BaselineTables", "baseline_label_maps",
-           "pyav_pixels", "torchcodec_pixels", "torchcodec_version", "machine", "versions", "machine_line"]
+           "pyav_pixels", "torchcodec_pixels", "torchcodec_version", "torchcodec_problem", "machine", "versions", "machine_line"]
 
 
 # ------------------------------------------------------------------ timing
@@ -255,13 +255,21 @@ TORCHCODEC_CHUNK = 16
 
 
 def torchcodec_version() -> Optional[str]:
-    """torchcodec's version when it is installed and loads, else None."""
+    """torchcodec's version when it is installed and loads, else None (see torchcodec_problem)."""
+    return None if torchcodec_problem() else getattr(sys.modules["torchcodec"], "__version__", "unknown")
+
+
+def torchcodec_problem() -> Optional[str]:
+    """Why the torchcodec baseline cannot run ("not installed", or the error loading it), or None."""
+    if not _importable("torchcodec"):
+        return "torchcodec not installed"
     try:
-        import torchcodec
-        from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads its FFmpeg libraries)
-    except Exception:  # noqa: BLE001 - missing, or its native libraries do not load
-        return None
-    return getattr(torchcodec, "__version__", "unknown")
+        import torchcodec  # noqa: F401
+        from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads its native libraries)
+    except Exception as exc:  # noqa: BLE001 - installed, but its libraries (FFmpeg, CUDA) do not load
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"torchcodec does not load: {first}"
+    return None
 
 
 def torchcodec_pixels(work: Sequence[FileWork], threads: Optional[int] = None

@@ -29,11 +29,12 @@ from . import bench
 from .bench import BaselineTables, FileWork
 from .bench_report import BenchReport, FileFacts, Row, short_names
 from .dataset import MaskDataset
-from .errors import MaskdecError
+from .errors import MaskdecError, OptionError
 from .frames import Frame
 from .lut import DEFAULT_LOSSY_TOLERANCE
 from .media.reader import MediaReader
 from .media.uri import is_remote, open_uri, resolve_uri
+from .options import Options
 from .samples import FramesArg, SampleRequest, _as_frames, iter_samples, plan_samples
 
 __all__ = ["BenchSettings", "run_bench", "gop_sampler_class", "TARGET_GOP"]
@@ -67,6 +68,17 @@ class BenchSettings:
     labels: Optional[Mapping[str, int]] = None
     mask_labels: Any = None
     tolerance: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for name, low in (("samples", 1), ("random", 0), ("batch", 1), ("repeat", 1), ("check", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise OptionError(f"bench setting {name!r} must be an integer >= {low}, got {value!r}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise OptionError(f"bench setting 'workers' must be None or an integer >= 1, got {self.workers!r}")
+        if not self.min_seconds >= 0:
+            raise OptionError(f"bench setting 'min_seconds' must be >= 0, got {self.min_seconds!r}")
+        Options.of(self.options())  # threads, tolerance, labels as every sample source checks them
 
     def options(self) -> dict:
         """The iter_samples / MaskDataset options every maskdec stage uses."""
@@ -138,7 +150,7 @@ def _select(frames: list[Frame], settings: BenchSettings) -> tuple[list[Frame], 
 
 
 def _step_count(frames: Sequence[Frame], remote: Sequence[str], s: BenchSettings) -> int:
-    uris = {resolve_uri(u, f.base_dir) for f in frames for src in f.sources
+    uris = {resolve_uri(u, f.base_dir) for f in frames for src in f.sources if src.masks
             for u in [src.uri] + [m.uri for m in src.masks]}
     runs = s.repeat + 1  # a warm-up run first
     stages = 9 * runs
@@ -153,7 +165,7 @@ def _remote_uris(frames: Sequence[Frame]) -> list[str]:
     seen: dict[str, None] = {}
     for f in frames:
         for src in f.sources:
-            for uri in [src.uri] + [m.uri for m in src.masks]:
+            for uri in [src.uri] + [m.uri for m in src.masks] if src.masks else []:
                 resolved = resolve_uri(uri, f.base_dir)
                 if is_remote(resolved):
                     seen.setdefault(resolved)
@@ -331,8 +343,9 @@ def _checks(plan: _Plan, frames: Sequence[Frame], settings: BenchSettings, tick:
     records, outcome = [], {}
     work = _subset(plan.mask_work, chosen)
     for name, (title, pixels) in BASELINES.items():
-        if name == "baseline_torchcodec" and bench.torchcodec_version() is None:
-            outcome[name] = {"error": "torchcodec not installed"}
+        problem = bench.torchcodec_problem() if name == "baseline_torchcodec" else None
+        if problem:
+            outcome[name] = {"error": problem}
             continue
         try:
             maps = bench.baseline_label_maps(pixels(work, settings.threads), plan.tables, keep=True)
@@ -577,6 +590,14 @@ def _reencode_commands(f: FileFacts) -> list[str]:
     return commands
 
 
+def _gain(random_s: float, in_order_s: float, extra_now: float, extra_after: float) -> float:
+    """How much faster random access gets when each sample decodes `extra_after` frames beyond
+    the ones it needs instead of `extra_now`: all of random access's extra time over reading in
+    order is put on those frames (an upper bound: seeks and per-sample work stay)."""
+    per_frame = max(random_s - in_order_s, 0.0) / max(extra_now, 1e-9)
+    return max(1.0, random_s / (in_order_s + max(extra_after, 0.0) * per_frame))
+
+
 def advice(report: BenchReport) -> list[str]:
     """What to change: whether re-encoding with a shorter GOP would pay off for random access,
     with the commands to do it."""
@@ -597,7 +618,7 @@ def advice(report: BenchReport) -> list[str]:
     if long_gop and slowdown >= SLOW_RANDOM:
         now = sum(f.mean_depth for f in long_gop)
         after = sum(min(f.mean_depth, (TARGET_GOP + 1) / 2) for f in long_gop)
-        gain = max(1.0, min(now / after, slowdown))
+        gain = _gain(1 / single, 1 / in_order, now - len(long_gop), after - len(long_gop))
         names = ", ".join(f"{f.name} {f.mean_depth:.0f} of a GOP of {f.max_gop}" for f in long_gop[:4])
         more = f", and {len(long_gop) - 4} more files" if len(long_gop) > 4 else ""
         out.append(f"random access is {slowdown:.1f}x slower than reading in order: to reach a random sample's "

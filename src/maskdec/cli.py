@@ -410,6 +410,8 @@ def bench(frames: Optional[str], use_example: bool, samples: int, n_random: int,
 
     if use_example == (frames is not None):
         raise click.UsageError("give either FRAMES or --example")
+    if json_out not in (None, "-") and not os.access(os.path.dirname(os.path.abspath(json_out)), os.W_OK):
+        _fail(f"--json {json_out}: cannot write there (no such folder, or not writable)")
     settings = BenchSettings(samples=samples, random=n_random, batch=batch, workers=workers,
                              threads=_threads(threads_text), repeat=repeat, min_seconds=min_seconds, check=n_check,
                              seed=seed,
