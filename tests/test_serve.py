@@ -71,10 +71,14 @@ def long_clip(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("budget", [0, 3 * 64 * 96 * 3, 1 << 30])
-def test_shuffled_timestamps_keep_input_order_within_the_buffer_budget(long_clip, budget):
+FRAME_BYTES = 64 * 96 * 3 // 2  # a yuv420p frame of long_clip
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+@pytest.mark.parametrize("budget", [0, FRAME_BYTES, 3 * FRAME_BYTES, 10 * FRAME_BYTES, 1 << 30])
+def test_shuffled_timestamps_keep_input_order_within_the_buffer_budget(long_clip, budget, seed):
     order = list(range(40)) * 2
-    random.Random(7).shuffle(order)
+    random.Random(seed).shuffle(order)
     frames = [frame_dict(long_clip, long_clip, index_rois(40), timestamp=100 * i) for i in order]
     shown, server = _served(frames, max_buffered_bytes=budget)
     assert shown == order

@@ -59,6 +59,7 @@ class _File:
         self.reader: Optional[MediaReader] = None
         self.frames: Optional[Prefetch] = None
         self.at: Optional[int] = None  # the last timestamp the decode-ahead thread yielded
+        self.planned: frozenset = frozenset()  # the timestamps it was started to yield
         self.error: Optional[MaskdecError] = None
         self.lossless = False
 
@@ -70,6 +71,7 @@ class _File:
             self.frames.close()  # first stop decoding ahead, then close the file under it
             self.frames = None
         self.at = None
+        self.planned = frozenset()
 
     def close(self) -> None:
         self.stop()
@@ -147,8 +149,8 @@ class FrameServer:
         if f.error is not None:
             raise f.error
         try:
-            if f.frames is None or f.at is None or f.at >= ts:
-                self._start(key, f, ts)
+            if f.frames is None or ts not in f.planned or (f.at is not None and f.at >= ts):
+                self._start(key, f, ts)  # not running, or it will not yield ts (passed, or left out as buffered)
             while True:
                 got, value = next(f.frames)
                 f.at = got
@@ -178,6 +180,7 @@ class FrameServer:
             self._open[key] = f
             self.peak_open = max(self.peak_open, len(self._open))
         pending = [s for s, uses in f.uses.items() if uses and s >= ts and (key, s) not in self._buffer]
+        f.planned = frozenset(pending)
         f.frames = Prefetch(self._converted(f, f.reader, pending))
 
     def _converted(self, f: _File, reader: MediaReader, stamps: list[int]) -> Iterator[tuple[int, Any]]:
