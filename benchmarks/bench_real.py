@@ -8,7 +8,9 @@ iter_samples call (frames parsed, tables built) to the last sample; a run stops 
 after --budget seconds (the rate is then over the samples made so far). Printed, in one run:
   - label maps/s (iter_samples(images=False)) on the realistic frames against the same
     frames rewritten with one complete, sorted ROI list per mask file (goal >= 0.9x) and
-    against PyAV decode-only of the same mask files (goal >= 0.65x); the same with images;
+    against PyAV decode-only of the same mask files, forward (goal >= 0.65x); the same with
+    images; and the same without the long clip ("without_long": its 300 shuffled 1080p
+    frames, beyond the frames buffered ahead, cost seeks that a forward decode never pays);
     "cold" is a fresh process's first pass, "warm" the second pass in that process;
   - colour table build times for 20 and 255 colours (bench_tables.table_build_times());
   - peak RSS (VmHWM), threads and open files, sampled after every sample, of (a) a frames
@@ -113,16 +115,26 @@ def run_child(spec: dict) -> dict:
 # ------------------------------------------------------------------ media (cached)
 
 def realistic(cache: Path):
+    """The bench-scale dataset, and its frames files: "all" lines and "without_long" (the long
+    clip left out), each as generated ("real") and with complete sorted ROI lists ("sorted");
+    the long clip alone (sorted lists) in its shuffled order and in timestamp order."""
     from maskdec.realistic import make_realistic, write_jsonl
 
     t0 = time.perf_counter()
     ds = make_realistic(cache / "realistic_bench", scale="bench", seed=0, reuse=True)
     made_s = time.perf_counter() - t0
-    write_jsonl(ds.root / "frames_sorted.jsonl", ds.complete_frames())
-    long_lines = [f for f in ds.complete_frames() if f["context_id"] == "long"]  # the dataset's shuffled order
+    complete = ds.complete_frames()
+    sets = {}
+    for name, keep in (("all", lambda f: True), ("without_long", lambda f: f["context_id"] != "long")):
+        sets[name] = {}
+        for kind, frames in (("real", ds.frames), ("sorted", complete)):
+            path = ds.root / f"frames_{name}_{kind}.jsonl"
+            write_jsonl(path, [f for f in frames if keep(f)])
+            sets[name][kind] = path
+    long_lines = [f for f in complete if f["context_id"] == "long"]  # the dataset's shuffled order
     write_jsonl(ds.root / "long_shuffled.jsonl", long_lines)
     write_jsonl(ds.root / "long_in_order.jsonl", sorted(long_lines, key=lambda f: f["timestamp"]))
-    return ds, made_s
+    return ds, sets, made_s
 
 
 def round_robin(cache: Path) -> Path:
@@ -208,25 +220,40 @@ def main() -> None:
         return
 
     t_start = time.perf_counter()
-    ds, made_s = realistic(args.cache)
+    ds, sets, made_s = realistic(args.cache)
     rr_root = round_robin(args.cache)
     print(f"media ready in {time.perf_counter() - t_start:.1f} s (realistic dataset {made_s:.1f} s) under {args.cache}")
     root = ds.root
-    mask_files = sorted({str(root / m["uri"]) for f in ds.frames for s in f["sources"] for m in s["masks"]})
-    image_files = sorted({str(root / s["uri"]) for f in ds.frames for s in f["sources"]})
-    n_samples = len(ds.keys())
 
-    runs = {}
-    for images in (False, True):
-        for name, frames in (("real", ds.frames_path), ("sorted", root / "frames_sorted.jsonl")):
-            key = f"{name}_{'images' if images else 'label_maps'}"
-            runs[key] = run_child({"frames": str(frames), "images": images, "passes": 2, "budget": args.budget})
-            print(key, json.dumps(runs[key]))
-    decode_masks = run_child({"files": mask_files})
-    decode_all = run_child({"files": mask_files + image_files})
-    print("decode_only", json.dumps(decode_masks), json.dumps(decode_all))
-    decode_maps_per_s = round(n_samples / decode_masks["s"], 1)  # every mask frame is one sample
-    decode_images_per_s = round(n_samples / decode_all["s"], 1)
+    runs, decode, compared = {}, {}, {}
+    for set_name, paths in sets.items():
+        lines = [json.loads(line) for line in paths["real"].read_text().splitlines()]
+        mask_files = sorted({str(root / m["uri"]) for f in lines for s in f["sources"] for m in s["masks"]})
+        image_files = sorted({str(root / s["uri"]) for f in lines for s in f["sources"]})
+        n_samples = sum(len(s["masks"]) for f in lines for s in f["sources"])
+        with_images = (False, True) if set_name == "all" else (False,)
+        for images in with_images:
+            for kind in ("real", "sorted"):
+                key = f"{set_name}/{kind}_{'images' if images else 'label_maps'}"
+                runs[key] = run_child({"frames": str(paths[kind]), "images": images, "passes": 2,
+                                       "budget": args.budget})
+                print(key, json.dumps(runs[key]))
+        masks = run_child({"files": mask_files})
+        both = run_child({"files": mask_files + image_files}) if any(with_images) else None
+        decode[set_name] = {"samples": n_samples, "mask_files": len(mask_files), "image_files": len(image_files),
+                            "label_maps_per_s": round(n_samples / masks["s"], 1),  # a mask frame per sample
+                            "with_images_per_s": None if both is None else round(n_samples / both["s"], 1)}
+        print(set_name, "decode_only", json.dumps(decode[set_name]))
+        compared[set_name] = {}
+        for images in with_images:
+            what = "images" if images else "label_maps"
+            real, sorted_ = runs[f"{set_name}/real_{what}"], runs[f"{set_name}/sorted_{what}"]
+            base = decode[set_name]["with_images_per_s" if images else "label_maps_per_s"]
+            compared[set_name][what] = {
+                "real_vs_sorted_cold": ratio(rate(real, 0), rate(sorted_, 0)),
+                "real_vs_sorted_warm": ratio(rate(real, 1), rate(sorted_, 1)),
+                "real_vs_decode_only_cold": ratio(rate(real, 0), base),
+                "real_vs_decode_only_warm": ratio(rate(real, 1), base)}
 
     tables = table_times()
 
@@ -246,23 +273,16 @@ def main() -> None:
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
         "code": args.label or code_label(),
         "dataset": (f"maskdec.realistic scale 'bench': {s.width}x{s.height} libx264 yuv420p crf {s.crf} masks, "
-                    f"{len(ds.frames)} frames, {n_samples} samples, {len(mask_files)} mask files interleaved, "
-                    f"long-GOP clip {s.long_frames} frames shuffled"),
+                    f"{len(ds.frames)} frames, {decode['all']['samples']} samples, {decode['all']['mask_files']} "
+                    f"mask files interleaved, long-GOP clip {s.long_frames} frames shuffled; 'without_long': "
+                    f"the same without the long clip ({decode['without_long']['samples']} samples)"),
         "budget_s_per_pass": args.budget,
-        "label_maps_per_s": {k: {"cold": rate(v, 0), "warm": rate(v, 1),
-                                 "samples_cold": (v.get("passes") or [{}])[0].get("samples"),
-                                 "error": v.get("error")} for k, v in runs.items()},
-        "pyav_decode_only_per_s": {"masks": decode_maps_per_s, "masks_and_images": decode_images_per_s},
-        "real_vs_sorted": {"label_maps_cold": ratio(rate(runs["real_label_maps"], 0), rate(runs["sorted_label_maps"], 0)),
-                           "label_maps_warm": ratio(rate(runs["real_label_maps"], 1), rate(runs["sorted_label_maps"], 1)),
-                           "images_cold": ratio(rate(runs["real_images"], 0), rate(runs["sorted_images"], 0)),
-                           "images_warm": ratio(rate(runs["real_images"], 1), rate(runs["sorted_images"], 1)),
-                           "goal": 0.9},
-        "real_vs_decode_only": {"label_maps_cold": ratio(rate(runs["real_label_maps"], 0), decode_maps_per_s),
-                                "label_maps_warm": ratio(rate(runs["real_label_maps"], 1), decode_maps_per_s),
-                                "images_cold": ratio(rate(runs["real_images"], 0), decode_images_per_s),
-                                "images_warm": ratio(rate(runs["real_images"], 1), decode_images_per_s),
-                                "goal": 0.65},
+        "per_s": {k: {"cold": rate(v, 0), "warm": rate(v, 1),
+                      "samples_cold": (v.get("passes") or [{}])[0].get("samples"), "error": v.get("error")}
+                  for k, v in runs.items()},
+        "pyav_decode_only": decode,
+        "ratios": compared,
+        "goals": {"real_vs_sorted": 0.9, "real_vs_decode_only": 0.65, "long_gop_peak_rss_shuffled_vs_in_order": 1.5},
         "table_build_s": tables,
         "resources": resources,
         "long_gop_peak_rss_shuffled_vs_in_order": ratio(resources["long_gop_shuffled"].get("peak_rss_mib"),
