@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -253,6 +254,19 @@ def test_timing_is_interleaved_with_median_and_spread():
     calls.clear()
     timings = bench.measure({"a": stage("a", 1)}, repeat=2, warmup=True, min_seconds=10.0)
     assert len(calls) == 1 + 2 * bench.MAX_LOOPS and timings["a"].items == bench.MAX_LOOPS
+
+    def slow() -> int:
+        calls.append("slow")
+        time.sleep(0.02)
+        return 1
+
+    calls.clear()
+    ticks: list[str] = []
+    timings = bench.measure({"slow": slow, "a": stage("a", 1)}, repeat=3, warmup=True, max_seconds=0.01,
+                            progress=ticks.append)
+    assert calls == ["slow", "a", "a", "a", "a"]  # the slow stage's warm-up run is its one timed run
+    assert len(timings["slow"].runs) == 1 and len(timings["a"].runs) == 3
+    assert len(ticks) == 8  # every planned run still counts as a step of the progress bar
 
 
 # ------------------------------------------------------------------ remote media (moto's S3 server on loopback)

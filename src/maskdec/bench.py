@@ -26,9 +26,10 @@ import numpy as np
 from .lut import ColourTable, Palette
 from .media.reader import mask_pixels
 
-__all__ = ["Timing", "measure", "FileWork", "set_threads", "wanted_frames", "demux", "decode", "rgb24",
+__all__ = ["Timing", "measure", "round_sig", "FileWork", "set_threads", "wanted_frames", "demux", "decode", "rgb24",
            "packed_colours", "packed_lut", "numpy_label_map", "BaselineTables", "baseline_label_maps",
-           "pyav_pixels", "torchcodec_pixels", "torchcodec_version", "torchcodec_problem", "machine", "versions", "machine_line"]
+           "pyav_pixels", "torchcodec_pixels", "torchcodec_version", "torchcodec_problem", "machine", "versions",
+           "machine_line"]
 
 
 # ------------------------------------------------------------------ timing
@@ -69,17 +70,17 @@ class Timing:
         return (min(rates), max(rates)) if rates else (0.0, 0.0)
 
     def to_dict(self, base: Optional[float] = None) -> dict:
-        """rate, ms_per_item, spread (and ratio to a `base` rate), rounded for reports."""
+        """rate, ms_per_item, spread (and `ratio` to a `base` rate), 4 significant digits."""
         low, high = self.spread
-        out = {"items": self.items, "rate": _round(self.rate), "ms_per_item": _round(self.ms_per_item),
-               "rate_min": _round(low), "rate_max": _round(high), "runs": len(self.runs),
+        out = {"items": self.items, "rate": round_sig(self.rate), "ms_per_item": round_sig(self.ms_per_item),
+               "rate_min": round_sig(low), "rate_max": round_sig(high), "runs": len(self.runs),
                "seconds": [round(s, 4) for _, s in self.runs]}
         if base is not None:
-            out["ratio_to_decode_only"] = round(self.rate / base, 3) if base else None
+            out["ratio"] = round_sig(self.rate / base) if base else None
         return out
 
 
-def _round(value: float) -> float:
+def round_sig(value: float) -> float:
     """4 significant digits (reports carry no false precision)."""
     if value == 0 or not math.isfinite(value):
         return value
@@ -87,32 +88,39 @@ def _round(value: float) -> float:
 
 
 def measure(stages: Mapping[str, Callable[[], int]], repeat: int = 3, *, warmup: bool = False,
-            min_seconds: float = 0.0, progress: Optional[Callable[[str], None]] = None) -> dict[str, Timing]:
+            min_seconds: float = 0.0, max_seconds: Optional[float] = None,
+            progress: Optional[Callable[[str], None]] = None) -> dict[str, Timing]:
     """Time every stage `repeat` times, interleaved: round after round, each stage once per
     round, in order. A stage returns how many items (frames, samples) it handled.
 
     warmup: first run each stage once untimed (files in the page cache, tables built); its
     time then sets how often one timed run repeats the stage, so that a run lasts at least
-    `min_seconds` (short stages are otherwise all timer noise). `progress(name)` is called
-    after each run, the warm-up ones included."""
+    `min_seconds` (short stages are otherwise all timer noise). A stage whose warm-up run took
+    `max_seconds` or more is timed by that run alone (one slow run says enough).
+    `progress(name)` is called once per planned run, warm-up and skipped ones included."""
     loops = dict.fromkeys(stages, 1)
+    timings = {name: Timing(name) for name in stages}
+    done: set[str] = set()
     if warmup:
         for name, run in stages.items():
             t0 = time.perf_counter()
-            run()
+            items = run()
             elapsed = time.perf_counter() - t0
-            if min_seconds > 0:
+            if max_seconds is not None and elapsed >= max_seconds:
+                timings[name].runs.append((int(items), elapsed))
+                done.add(name)
+            elif min_seconds > 0:
                 loops[name] = max(1, min(MAX_LOOPS, math.ceil(min_seconds / max(elapsed, 1e-6))))
             if progress is not None:
                 progress(name)
-    timings = {name: Timing(name) for name in stages}
     for _ in range(repeat):
         for name, run in stages.items():
-            items = 0
-            t0 = time.perf_counter()
-            for _ in range(loops[name]):
-                items += run()
-            timings[name].runs.append((int(items), time.perf_counter() - t0))
+            if name not in done:
+                items = 0
+                t0 = time.perf_counter()
+                for _ in range(loops[name]):
+                    items += run()
+                timings[name].runs.append((int(items), time.perf_counter() - t0))
             if progress is not None:
                 progress(name)
     return timings

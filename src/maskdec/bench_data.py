@@ -54,7 +54,9 @@ class BenchSettings:
     with N workers; threads: decoder threads per file (None: FFmpeg's choice, maskdec's
     default); repeat: interleaved runs per stage; check: first samples the baselines must
     equal maskdec on; min_seconds: each stage runs once untimed first, then as often per
-    timed run as it takes to last this long; labels, mask_labels, tolerance: as for iter_samples."""
+    timed run as it takes to last this long; max_seconds: a stage whose first run takes this
+    long is timed by it alone, and a way of random access stops after it; labels,
+    mask_labels, tolerance: as for iter_samples."""
 
     samples: int = 120
     random: int = 32
@@ -65,6 +67,7 @@ class BenchSettings:
     check: int = 4
     seed: int = 0
     min_seconds: float = 0.2
+    max_seconds: float = 10.0
     labels: Optional[Mapping[str, int]] = None
     mask_labels: Any = None
     tolerance: Optional[float] = None
@@ -76,8 +79,9 @@ class BenchSettings:
                 raise OptionError(f"bench setting {name!r} must be an integer >= {low}, got {value!r}")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise OptionError(f"bench setting 'workers' must be None or an integer >= 1, got {self.workers!r}")
-        if not self.min_seconds >= 0:
-            raise OptionError(f"bench setting 'min_seconds' must be >= 0, got {self.min_seconds!r}")
+        for name in ("min_seconds", "max_seconds"):
+            if not getattr(self, name) >= 0:
+                raise OptionError(f"bench setting {name!r} must be >= 0, got {getattr(self, name)!r}")
         Options.of(self.options())  # threads, tolerance, labels as every sample source checks them
 
     def options(self) -> dict:
@@ -88,7 +92,7 @@ class BenchSettings:
     def to_dict(self) -> dict:
         return {"samples": self.samples, "random": self.random, "batch": self.batch, "workers": self.workers,
                 "threads": self.threads, "repeat": self.repeat, "check": self.check, "seed": self.seed,
-                "min_seconds": self.min_seconds, "tolerance": self.tolerance}
+                "min_seconds": self.min_seconds, "max_seconds": self.max_seconds, "tolerance": self.tolerance}
 
 
 Progress = Callable[[str], None]
@@ -397,7 +401,8 @@ def _compare(maps: Mapping[int, np.ndarray], reference: Mapping[int, np.ndarray]
 # ------------------------------------------------------------------ the timed stages
 
 def _measure(runs: Mapping[str, Callable[[], int]], settings: BenchSettings, tick: Progress) -> dict:
-    return bench.measure(runs, settings.repeat, warmup=True, min_seconds=settings.min_seconds, progress=tick)
+    return bench.measure(runs, settings.repeat, warmup=True, min_seconds=settings.min_seconds,
+                         max_seconds=settings.max_seconds, progress=tick)
 
 
 def _count(samples: Iterable) -> int:
@@ -464,23 +469,34 @@ def _gop_batches(cls: type, ds: MaskDataset, batch: int, seed: int) -> Iterator[
 def _random_access(frames: Sequence[Frame], n: int, settings: BenchSettings, tick: Progress
                    ) -> tuple[list[Row], int]:
     """settings.random random samples (with images) one by one, in batches, and with the
-    GOP-aware sampler when this maskdec has it; each run on a new MaskDataset."""
+    GOP-aware sampler when this maskdec has it; each run on a new MaskDataset, stopping
+    after settings.max_seconds."""
     rng = random.Random(settings.seed)
     count = settings.random
     picks = rng.sample(range(n), count) if count <= n else [rng.randrange(n) for _ in range(count)]
     options, frames, batch = settings.options(), list(frames), settings.batch
 
+    def in_time(started: float) -> bool:
+        return time.perf_counter() - started < settings.max_seconds
+
     def one_by_one() -> int:
+        done, started = 0, time.perf_counter()
         with MaskDataset(frames, **options) as ds:
             for i in picks:
                 ds[i]
-        return len(picks)
+                done += 1
+                if not in_time(started):
+                    break
+        return done
 
     def batches() -> int:
+        done, started = 0, time.perf_counter()
         with MaskDataset(frames, **options) as ds:
             for start in range(0, len(picks), batch):
-                ds.__getitems__(picks[start:start + batch])
-        return len(picks)
+                done += len(ds.__getitems__(picks[start:start + batch]))
+                if not in_time(started):
+                    break
+        return done
 
     rows = [Row("random_one_by_one", "one by one: MaskDataset[i]", "samples"),
             Row("random_batches", f"batches of {batch}: MaskDataset.__getitems__", "samples"),
@@ -491,13 +507,13 @@ def _random_access(frames: Sequence[Frame], n: int, settings: BenchSettings, tic
         rows[2].note = "not in this maskdec (maskdec.sampling.GopBatchSampler)"
     else:
         def gop() -> int:
-            done = 0
+            done, started = 0, time.perf_counter()
             with MaskDataset(frames, **options) as ds:
                 for indices in _gop_batches(sampler, ds, batch, settings.seed):
                     indices = indices[:count - done]
                     ds.__getitems__(indices)
                     done += len(indices)
-                    if done >= count:
+                    if done >= count or not in_time(started):
                         break
             return done
 
@@ -643,9 +659,9 @@ def advice(report: BenchReport) -> list[str]:
     if sampler is not None and in_order and sampler >= 0.8 * in_order:
         out.append(f"the GOP-aware sampler reads {sampler / in_order:.2f}x in-order speed: use it for shuffled "
                    f"training before re-encoding anything")
-    if report.stages:
-        yuv = report.rate_of(report.stages, "label_maps_yuv")
-        rgb = report.rate_of(report.stages, "label_maps_rgb")
-        if yuv and rgb and rgb > 1.1 * yuv:
-            out.append(f"the RGB path is {rgb / yuv:.2f}x faster than the YUV path on these masks: try yuv=False")
+    timings = {r.name: r.timing for r in report.stages if r.timing is not None}
+    yuv, rgb = timings.get("label_maps_yuv"), timings.get("label_maps_rgb")
+    if yuv and rgb and rgb.spread[0] > yuv.spread[1]:  # faster in every run, not by noise
+        out.append(f"the RGB path was faster than the YUV path in every run ({rgb.rate / yuv.rate:.2f}x): "
+                   f"yuv=False trades the YUV path's accuracy at colour edges for that speed")
     return out

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from .bench import Timing, machine_line
+from .bench import Timing, machine_line, round_sig
 
 __all__ = ["FileFacts", "Row", "BenchReport", "REPORT_VERSION"]
 
@@ -63,7 +63,7 @@ class Row:
         if self.timing is not None:
             d = self.timing.to_dict()
             out.update({k: d[k] for k in keys})
-            out[base_name] = round(self.timing.rate / base, 3) if base else None
+            out[base_name] = round_sig(self.timing.rate / base) if base else None
         else:
             out.update(dict.fromkeys(keys))
             out[base_name] = None
@@ -132,7 +132,7 @@ class BenchReport:
             "checks": self.checks,
             "random_access": None if not self.random else {
                 "samples": self.random_samples, "batch": self.settings.get("batch"),
-                "in_order_rate": None if self.in_order_rate is None else round(self.in_order_rate, 2),
+                "in_order_rate": None if self.in_order_rate is None else round_sig(self.in_order_rate),
                 "rows": [r.to_dict(self.in_order_rate, "ratio_to_in_order") for r in self.random]},
             "scaling": None if not self.scaling else {
                 "workers": self.settings.get("workers"),
@@ -150,7 +150,8 @@ class BenchReport:
         lines = [
             f"maskdec bench: {self.frames}",
             f"  {self.samples} samples (the first of {self.total_samples}), median of {s['repeat']} interleaved runs "
-            f"per stage, spread = slowest-fastest run; decoder threads {threads}",
+            f"per stage (1 when its first run took {s.get('max_seconds')} s), spread = slowest-fastest run; "
+            f"decoder threads {threads}",
             f"  machine: {machine_line(self.machine)}",
             "  versions: " + ", ".join([f"Python {v['python']}", f"maskdec {v['maskdec']}",
                                         f"PyAV {v['pyav']} (FFmpeg {v.get('ffmpeg') or v.get('libavcodec')})",
@@ -172,8 +173,8 @@ class BenchReport:
             if c["baseline"] is None or not c["equal"]:  # equal baselines say so in their row
                 lines.append(f"  check: {c['detail']}")
         if self.random:
-            lines += ["", f"random access ({self.random_samples} random samples with images, MaskDataset; "
-                          f"x in order: against whole samples in order):"]
+            lines += ["", f"random access ({self.random_samples} random samples with images, or as many as "
+                          f"{s.get('max_seconds')} s allow, MaskDataset; x in order: against whole samples in order):"]
             lines += _table(["way", "samples/s", "ms/sample", "x in order", "spread, samples/s", ""],
                             [_cells(r, self.in_order_rate) for r in self.random], text=1)
         if self.scaling:
@@ -207,11 +208,12 @@ def _cells(row: Row, base: Optional[float]) -> list[str]:
         return [row.title, "-", "-", "-", "-", row.note or ""]
     t = row.timing
     low, high = t.spread
+    spread = f"{_num(low)}-{_num(high)}" if len(t.runs) > 1 else "1 run"
     ratio = f"{t.rate / base:.2f}" if base else "-"
     check = row.check or ""
     if row.equal is False:
         check = f"MISMATCH: {check}"
-    return [row.title, _num(t.rate), _num(t.ms_per_item), ratio, f"{_num(low)}-{_num(high)}", check]
+    return [row.title, _num(t.rate), _num(t.ms_per_item), ratio, spread, check]
 
 
 def _table(header: list[str], rows: list[list[str]], text: int) -> list[str]:

@@ -385,6 +385,8 @@ def _threads(value: str) -> Optional[int]:
               help="Interleaved runs per stage (the report shows their median and spread).")
 @click.option("--min-time", "min_seconds", type=click.FloatRange(min=0), default=0.2, show_default=True,
               help="Seconds one timed run lasts at least: a short stage is repeated within it.")
+@click.option("--max-time", "max_seconds", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="A stage whose first run takes this long is timed by it alone; random access stops after it.")
 @click.option("--check", "n_check", type=click.IntRange(min=1), default=4, show_default=True,
               help="First samples the baselines must equal maskdec's label maps on.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random picks.")
@@ -396,8 +398,9 @@ def _threads(value: str) -> Optional[int]:
               help="Dataset-level colours, a JSON file (see docs/format.md).")
 @click.option("--tolerance", type=float, default=None, help="RGB snapping distance (default: by codec).")
 def bench(frames: Optional[str], use_example: bool, samples: int, n_random: int, batch: int, workers: Optional[int],
-          threads_text: str, repeat: int, min_seconds: float, n_check: int, seed: int, json_out: Optional[str],
-          labels_file: Optional[str], mask_labels_file: Optional[str], tolerance: Optional[float]) -> None:
+          threads_text: str, repeat: int, min_seconds: float, max_seconds: float, n_check: int, seed: int,
+          json_out: Optional[str], labels_file: Optional[str], mask_labels_file: Optional[str],
+          tolerance: Optional[float]) -> None:
     """Decode throughput on FRAMES (or --example), stage by stage, against the plain ways.
 
     Prints frames/s, ms/frame and the ratio to decode-only of: demux, decode, decode +
@@ -413,8 +416,8 @@ def bench(frames: Optional[str], use_example: bool, samples: int, n_random: int,
     if json_out not in (None, "-") and not os.access(os.path.dirname(os.path.abspath(json_out)), os.W_OK):
         _fail(f"--json {json_out}: cannot write there (no such folder, or not writable)")
     settings = BenchSettings(samples=samples, random=n_random, batch=batch, workers=workers,
-                             threads=_threads(threads_text), repeat=repeat, min_seconds=min_seconds, check=n_check,
-                             seed=seed,
+                             threads=_threads(threads_text), repeat=repeat, min_seconds=min_seconds,
+                             max_seconds=max_seconds, check=n_check, seed=seed,
                              labels=_load_labels(labels_file), mask_labels=_check_mask_labels(mask_labels_file),
                              tolerance=tolerance)
     bar = None
