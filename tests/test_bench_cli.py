@@ -222,6 +222,9 @@ def test_workers_measure_the_export_pool_and_a_dataloader(example):
         assert_measured(row)
         assert row["items"] == 16
     assert scaling["rows"][0]["ratio_to_one"] == 1.0 and scaling["rows"][2]["ratio_to_one"] == 1.0
+    start_up = any("starting the worker processes" in note for note in report["notes"])
+    slower = any(scaling["rows"][k + 1]["rate"] < scaling["rows"][k]["rate"] for k in (0, 2))
+    assert start_up == slower  # a pool slower than one process is explained
     assert "export (label maps, png), 2 workers" in table and "DataLoader, batch 8, 2 workers" in table
 
 

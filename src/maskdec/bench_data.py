@@ -587,6 +587,11 @@ def _scaling(frames: Sequence[Frame], settings: BenchSettings, tmp: str, tick: P
         tick("skip")
     if failed:
         notes.append(f"the export failed {max(failed)} samples in a run (see maskdec export)")
+    for one, many in zip(rows[::2], rows[1::2]) if workers > 1 else ():
+        if one.timing is not None and many.timing is not None and many.timing.rate < one.timing.rate:
+            notes.append(f"{many.title}: slower than {one.title.rsplit(', ', 1)[-1]} on {one.timing.items} samples, "
+                         f"where starting the worker processes outweighs the work; --samples N with more "
+                         f"samples shows the steady rate")
     return rows
 
 
