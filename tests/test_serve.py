@@ -87,6 +87,34 @@ def test_shuffled_timestamps_keep_input_order_within_the_buffer_budget(long_clip
         assert server.peak_buffered_bytes > 0  # with room, frames decoded ahead wait for their turn
 
 
+def test_mask_frames_wait_as_runs_so_a_shuffled_clip_decodes_in_one_pass(long_clip):
+    order = list(range(40))
+    random.Random(3).shuffle(order)
+    frames = [frame_dict(long_clip, long_clip, index_rois(40), timestamp=100 * i) for i in order]
+    shown, server = _served(frames, max_buffered_bytes=5 * FRAME_BYTES)
+    assert shown == order
+    assert server.passes == 1  # 39 frames waited, as runs, in the room of five decoded frames
+    assert server.peak_buffered_bytes <= 5 * FRAME_BYTES
+    it = iter_samples(frames, images=False, stats=True, max_buffered_bytes=5 * FRAME_BYTES)
+    assert [index_of(s.label_map, it.labels) for s in it] == order
+    assert it.frames.passes > 5  # with stats, decoded frames wait as they are: five fit, the rest are decoded again
+
+
+def test_index_runs_round_trip():
+    from maskdec.runs import IndexRuns
+    rng = np.random.default_rng(5)
+    for dtype, remap_dtype in ((np.uint8, np.uint8), (np.uint8, np.uint16), (np.uint16, np.uint8)):
+        index = rng.integers(0, 4, (9, 13)).astype(dtype)
+        index[3] = 2  # a row of one run
+        index = np.repeat(index, 3, axis=1)  # runs longer than one
+        runs = IndexRuns.encode(index)
+        remap = rng.integers(0, 200, 65536 if dtype == np.uint16 else 256).astype(remap_dtype)
+        np.testing.assert_array_equal(runs.decode(remap), remap[index])
+        assert runs.nbytes < index.nbytes * 8 and runs.shape == index.shape
+    empty = IndexRuns.encode(np.zeros((0, 5), np.uint8))
+    assert empty.decode(np.zeros(1, np.uint8)).shape == (0, 5)
+
+
 def test_frames_shared_by_two_samples_are_decoded_once_when_they_fit(long_clip):
     frames = [frame_dict(long_clip, long_clip, index_rois(40), timestamp=100 * i) for i in (5, 9, 5, 9)]
     shown, server = _served(frames)

@@ -414,3 +414,48 @@ def split_instances(const index_t[:, :] colour_index, const int32_t[::1] roi_of,
                 if j > boxes[k, 3]:
                     boxes[k, 3] = j
                 boxes[k, 4] = i + 1
+
+
+def count_runs(const pal_t[:, ::1] index) -> Py_ssize_t:
+    """The number of runs of equal values, row by row (runs never cross rows)."""
+    cdef Py_ssize_t h = index.shape[0], w = index.shape[1], i, j, n = 0
+    with nogil:
+        for i in range(h):
+            if w:
+                n += 1
+            for j in range(1, w):
+                n += index[i, j] != index[i, j - 1]
+    return n
+
+
+def encode_runs(const pal_t[:, ::1] index, pal_t[::1] values, uint32_t[::1] ends, int64_t[::1] row_start):
+    """Run-length code `index` row by row: run r holds values[r] up to column ends[r] (exclusive);
+    row i's runs are row_start[i] <= r < row_start[i + 1]. Sizes from count_runs."""
+    cdef Py_ssize_t h = index.shape[0], w = index.shape[1], i, j, r = 0
+    with nogil:
+        for i in range(h):
+            row_start[i] = r
+            for j in range(1, w + 1):
+                if j == w or index[i, j] != index[i, j - 1]:
+                    values[r] = index[i, j - 1]
+                    ends[r] = <uint32_t>j
+                    r += 1
+        row_start[h] = r
+
+
+def decode_runs(const pal_t[::1] values, const uint32_t[::1] ends, const int64_t[::1] row_start,
+                const label_t[::1] remap, label_t[:, ::1] out):
+    """out[i, j] = remap[value of the run covering (i, j)]: a run-length index map to labels."""
+    cdef Py_ssize_t h = out.shape[0], i, r, j, start
+    cdef label_t a
+    with nogil:
+        for i in range(h):
+            start = 0
+            for r in range(row_start[i], row_start[i + 1]):
+                a = remap[values[r]]
+                if label_t is uint8_t:
+                    memset(&out[i, start], a, ends[r] - start)
+                else:
+                    for j in range(start, ends[r]):
+                        out[i, j] = a
+                start = ends[r]

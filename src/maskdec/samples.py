@@ -5,6 +5,7 @@ input order. Frames decoded ahead of their turn wait in memory until served.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,6 +23,7 @@ from .media.planes import mask_data
 from .media.reader import TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
 from .options import Options
+from .runs import IndexRuns
 from .rois import FrameRoiPlan, MaskIndex, RoiRef, RoiSample, roi_samples_of
 from .serve import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_OPEN_READERS, FrameServer
 
@@ -308,8 +310,12 @@ class SampleIterator:
             if images:
                 needs.append((("image", r.image_uri), r.image_uri, r.image_ts, position))
         converters = {"image": image_rgb, "mask": mask_data if yuv else mask_pixels}
+        # not a bound method: decode-ahead threads reach the server, and must not keep this iterator alive
+        compact = functools.partial(_compact, {r.mask_uri: r.palette for r in requests if r.error is None},
+                                    tolerance)
         self.frames = FrameServer(needs, converters, unit=timestamp_unit, threads=threads,
-                                  max_open_readers=max_open_readers, max_buffered_bytes=max_buffered_bytes)
+                                  max_open_readers=max_open_readers, max_buffered_bytes=max_buffered_bytes,
+                                  compact=None if stats else {"mask": compact})
         self._it = self._run()
 
     @classmethod
@@ -369,6 +375,29 @@ class SampleIterator:
                             stats=self._stats, label_maps=self._label_maps, pool=self._pool, kernel_threads=1)
 
 
+def _compact(palettes: Mapping[str, Palette], tolerance: Optional[float], key: tuple, value: Any,
+             lossless: bool) -> Any:
+    """A mask frame that waits for its turn, as run-length palette indices (they do not depend
+    on the frame that uses them); image frames stay as they are."""
+    if key[0] != "mask" or isinstance(value, IndexRuns):
+        return value
+    palette = palettes[key[1]]
+    return IndexRuns.encode(map_palette(value, palette, palette.identity(), _tolerance(tolerance, lossless),
+                                        threads=1))
+
+
+def _tolerance(tolerance: Optional[float], lossless: bool) -> float:
+    """The tolerance in use: the caller's, else exact for lossless masks and the lossy default."""
+    if tolerance is not None:
+        return tolerance
+    return 0.0 if lossless else DEFAULT_LOSSY_TOLERANCE
+
+
+def _empty(pool: Optional[ArrayPool], shape: tuple, dtype: np.dtype) -> Optional[np.ndarray]:
+    """An output array from the pool (None without one: the kernel allocates)."""
+    return None if pool is None else pool.empty(shape, dtype)
+
+
 def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, lossless: bool,
                  tolerance: Optional[float], strict_sizes: bool, instances: bool = False, stats: bool = False,
                  label_maps: bool = True, pool: Optional[ArrayPool] = None,
@@ -380,21 +409,24 @@ def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, 
     if image is not None:
         _check_size(image, r.source, f"{r.where.rsplit('.masks', 1)[0]}", r.image_uri)
     _check_size(pixels, r.mask, r.where, r.mask_uri)
-    if tolerance is None:
-        tolerance = 0.0 if lossless else DEFAULT_LOSSY_TOLERANCE
+    tolerance = _tolerance(tolerance, lossless)
     colour_index = None
     counts = np.zeros(3, np.int64) if stats else None  # exact / snapped / unknown, from the kernel
     palette, label_map = r.palette, None
     shape = pixels.shape[:2]
-    if instances and r.index is not None:  # one kernel run: palette indices, then classes and ROIs
-        out = None if pool is None else pool.empty(shape, palette.dtype)
-        colour_index = map_palette(pixels, palette, palette.identity(), tolerance, out, threads=kernel_threads)
+    if isinstance(pixels, IndexRuns):  # decoded before its turn, kept as palette indices (no stats)
+        if instances and r.index is not None:
+            colour_index = pixels.decode(palette.identity(), _empty(pool, shape, palette.dtype))
+        if label_maps:
+            label_map = pixels.decode(r.remap, _empty(pool, shape, r.remap.dtype))
+    elif instances and r.index is not None:  # one kernel run: palette indices, then classes and ROIs
+        colour_index = map_palette(pixels, palette, palette.identity(), tolerance, _empty(pool, shape, palette.dtype),
+                                   threads=kernel_threads)
         if label_maps and not stats:
-            out = None if pool is None else pool.empty(shape, r.remap.dtype)
-            label_map = r.index.label_map(colour_index, out)
-    if label_map is None and (label_maps or stats):
-        out = None if pool is None else pool.empty(shape, r.remap.dtype)
-        label_map = map_palette(pixels, palette, r.remap, tolerance, out, counts=counts, threads=kernel_threads)
+            label_map = r.index.label_map(colour_index, _empty(pool, shape, r.remap.dtype))
+    if label_map is None and not isinstance(pixels, IndexRuns) and (label_maps or stats):
+        label_map = map_palette(pixels, palette, r.remap, tolerance, _empty(pool, shape, r.remap.dtype),
+                                counts=counts, threads=kernel_threads)
         if not label_maps:
             label_map = None
     if image is not None:

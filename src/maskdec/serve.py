@@ -9,8 +9,10 @@ files or jump around one of them, so two limits keep the work bounded:
   whose next use lies furthest ahead, and that file reopens (seeking through the
   planner) when its turn comes;
 - frames decoded before their turn wait in a buffer of at most
-  `max_buffered_bytes`; when it is full, the frame needed furthest ahead is
-  dropped, and decoded again (through the planner's seeks) when its turn comes.
+  `max_buffered_bytes` (the caller may store them compacted: mask frames wait as
+  run-length palette indices, see runs.py); when it is full, the frame needed
+  furthest ahead is dropped, and decoded again (through the planner's seeks)
+  when its turn comes.
 
 Both choices use the whole plan's future (Belady's rule), which is known here.
 """
@@ -19,8 +21,6 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from typing import Any, Callable, Hashable, Iterator, Optional, Sequence
-
-import numpy as np
 
 from .errors import MaskdecError
 from .media.prefetch import Prefetch
@@ -38,13 +38,11 @@ _NEVER = float("inf")
 
 
 def frame_bytes(value: Any) -> int:
-    """The memory a decoded (and converted) frame holds."""
+    """The memory a decoded (and converted, or compacted) frame holds."""
     frame = getattr(value, "frame", None)
     if frame is not None and hasattr(frame, "planes"):  # YuvPlanes: views into the decoder's buffers
         return sum(int(p.buffer_size) for p in frame.planes)
-    if isinstance(value, np.ndarray):
-        return int(value.nbytes)
-    return 0
+    return int(getattr(value, "nbytes", 0))
 
 
 class _File:
@@ -86,7 +84,11 @@ class FrameServer:
 
     def __init__(self, needs: Sequence[tuple[FileKey, str, int, int]], converters: dict[Any, Callable], *,
                  unit: TimestampUnit, threads: Optional[int], max_open_readers: int = DEFAULT_MAX_OPEN_READERS,
-                 max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES) -> None:
+                 max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+                 compact: Optional[dict[Any, Callable[[FileKey, Any, bool], Any]]] = None) -> None:
+        # role -> (key, frame, file is lossless) -> the smaller thing the buffer keeps instead; files of
+        # these roles are decoded in whole passes, frames before the one asked for waiting compacted
+        self._compact = compact or {}
         self._unit = unit
         self._threads = threads
         self._max_open = max_open_readers
@@ -107,6 +109,7 @@ class FrameServer:
         self.peak_buffered_bytes = 0
         self.peak_open = 0
         self.reopened = 0  # files opened again after the open-file limit closed them
+        self.passes = 0  # decode passes started (a pass decodes forward; a new one seeks)
 
     # ------------------------------------------------------------ public
     def lossless(self, key: FileKey) -> bool:
@@ -179,8 +182,11 @@ class FrameServer:
             f.lossless = f.reader.lossless
             self._open[key] = f
             self.peak_open = max(self.peak_open, len(self._open))
-        pending = [s for s, uses in f.uses.items() if uses and s >= ts and (key, s) not in self._buffer]
+        pending = [s for s, uses in f.uses.items() if uses and (key, s) not in self._buffer]
+        if key[0] not in self._compact:  # frames before ts would not fit: leave them to later passes
+            pending = [s for s in pending if s >= ts]
         f.planned = frozenset(pending)
+        self.passes += 1
         f.frames = Prefetch(self._converted(f, f.reader, pending))
 
     def _converted(self, f: _File, reader: MediaReader, stamps: list[int]) -> Iterator[tuple[int, Any]]:
@@ -201,6 +207,12 @@ class FrameServer:
     # ------------------------------------------------------------ the buffer
     def _offer(self, key: FileKey, ts: int, value: Any) -> None:
         """Keep a frame for its next use if the budget allows, dropping frames needed later."""
+        compact = self._compact.get(key[0])
+        if compact is not None and not isinstance(value, MaskdecError):
+            try:
+                value = compact(key, value, self._files[key].lossless)
+            except MaskdecError:
+                pass  # kept as it is: its sample meets the error at its turn
         size = frame_bytes(value)
         next_use = self._files[key].uses[ts][0]
         while self.buffered_bytes + size > self._max_bytes and self._heap:

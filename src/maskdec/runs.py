@@ -1,0 +1,49 @@
+"""Mask frames waiting for their turn, kept small: palette-index maps, run-length coded.
+
+A mask frame decoded before its turn (an input that jumps around a clip) is
+mapped to palette indices at once, which depend only on the file, not on the
+frame that will use it; its runs take a few kilobytes where the decoded
+picture takes megabytes. At its turn, one pass writes the sample's labels
+straight from the runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ._core import kernels
+
+__all__ = ["IndexRuns"]
+
+
+@dataclass(frozen=True, eq=False)
+class IndexRuns:
+    """A (H, W) palette-index map as runs: row i's runs are row_start[i] <= r < row_start[i + 1],
+    run r holding values[r] up to column ends[r] (exclusive)."""
+
+    shape: tuple[int, int]
+    values: np.ndarray
+    ends: np.ndarray
+    row_start: np.ndarray
+
+    @classmethod
+    def encode(cls, index: np.ndarray) -> "IndexRuns":
+        index = np.ascontiguousarray(index)
+        n = kernels.count_runs(index)
+        values, ends = np.empty(n, index.dtype), np.empty(n, np.uint32)
+        row_start = np.empty(index.shape[0] + 1, np.int64)
+        kernels.encode_runs(index, values, ends, row_start)
+        return cls((int(index.shape[0]), int(index.shape[1])), values, ends, row_start)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes + self.ends.nbytes + self.row_start.nbytes)
+
+    def decode(self, remap: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """out (H, W, remap's dtype; made when None) = remap of each pixel's palette index."""
+        if out is None:
+            out = np.empty(self.shape, remap.dtype)
+        kernels.decode_runs(self.values, self.ends, self.row_start, remap, out)
+        return out
