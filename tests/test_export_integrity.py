@@ -569,6 +569,7 @@ def test_a_unit_whose_worker_dies_twice_becomes_failures(big, tmp_path):
     assert "2 times" in failures[0]["error"]
     assert "they are recorded as failures" in err
     assert len(failures) + len(read_manifest(out)) == 321
+    assert temp_files(out) == []  # what the killed workers were writing is gone
     assert len([line for line in err.splitlines() if "failed:" in line]) <= 3  # one line per media file
 
 
@@ -593,7 +594,7 @@ def test_ctrl_c_stops_cleanly_with_status_130_and_the_rerun_completes(big, big_r
     assert run.returncode == 130, err
     assert err.strip().splitlines() == ["maskdec: interrupted (an export keeps the samples it finished: run it "
                                         "again to resume)"]
-    assert not (out / LOCK_NAME).exists()
+    assert not (out / LOCK_NAME).exists() and temp_files(out) == []
     assert len(workers) == 2 and not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
     rerun = run_cli("export", big, "--out", out, "--workers", "2", "--no-images")
     assert rerun.returncode == 0 and "done before" in rerun.stderr, rerun.stderr

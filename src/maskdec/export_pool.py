@@ -4,8 +4,8 @@ Each worker is a spawned process that takes units over its own pipe and
 sends back run_unit's records. No lock or queue is shared between workers, so
 a worker that dies (SIGKILL, the OOM killer, a crash in native code) takes
 nothing down with it: its pipe ends, it is replaced, and its unit runs once
-more on a fresh worker without the groups it had finished. When the unit's
-worker dies again, the unit's remaining samples become failures
+more on a fresh worker without the groups it had finished (the temporary
+files it was writing are removed). When the unit's worker dies again, the unit's remaining samples become failures
 (WorkerDiedError naming the signal). Workers ignore SIGINT: Ctrl-C is the
 export process's to handle, and the pool stops its workers on the way out.
 """
@@ -192,6 +192,7 @@ def run_pool(units: Sequence[WorkUnit], job: ExportJob, workers: int) -> Iterato
                     worker.process.join()
                     pool.remove(worker)
                     worker.conn.close()
+                    job.store.clean_temp(worker.process.pid)  # what it was writing when it died
                     if worker.unit is None:
                         idle_deaths += 1
                         if idle_deaths > 2 * workers + 2:
@@ -210,13 +211,20 @@ def run_pool(units: Sequence[WorkUnit], job: ExportJob, workers: int) -> Iterato
                 except (OSError, ValueError):
                     pass
         for worker in pool:
-            if worker.unit is not None:  # stopped early (an error, Ctrl-C): no need to finish
+            killed = worker.unit is not None
+            if killed:  # stopped early (an error, Ctrl-C): no need to finish
                 worker.process.kill()
             worker.process.join(5)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
+                killed = True
             worker.conn.close()
+            if killed:
+                try:
+                    job.store.clean_temp(worker.process.pid)
+                except MaskdecError:
+                    pass  # a re-run removes them
 
 
 def _unit_died(entry: _Unit, exitcode: Optional[int]) -> list[dict]:

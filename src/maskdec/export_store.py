@@ -34,7 +34,7 @@ __all__ = ["LocalStore", "FsspecStore", "OutputStore", "OutputError", "open_stor
 #: Temporary files end so; `clean_temp` removes the ones a killed run left.
 TEMP_SUFFIX = ".tmp"
 #: The exact form of maskdec's temporary names: `.<output name>.<pid>-<8 hex>.tmp`.
-TEMP_PATTERN = re.compile(r"\.[A-Za-z0-9_][A-Za-z0-9_.-]*\.[0-9]+-[0-9a-f]{8}\.tmp")
+TEMP_PATTERN = re.compile(r"\.[A-Za-z0-9_][A-Za-z0-9_.-]*\.(?P<pid>[0-9]+)-[0-9a-f]{8}\.tmp")
 #: The folders an export writes its per-sample files into (each flat).
 DIRS = ("label_maps", "images", "samples", "shards", "roi_masks")
 #: The files an export writes at the root of its output.
@@ -51,9 +51,10 @@ class OutputError(MaskdecError, OSError):
     the file system refuses); names the output."""
 
 
-def is_temp_name(name: str) -> bool:
-    """Whether a file name has the exact form of maskdec's temporary files."""
-    return TEMP_PATTERN.fullmatch(name) is not None
+def is_temp_name(name: str, pid: Optional[int] = None) -> bool:
+    """Whether a file name has the exact form of maskdec's temporary files (of process `pid`)."""
+    match = TEMP_PATTERN.fullmatch(name)
+    return match is not None and (pid is None or match.group("pid") == str(pid))
 
 
 def _split(rel: str) -> tuple[str, str]:
@@ -200,13 +201,13 @@ class LocalStore:
         with contextlib.suppress(OSError):
             path.rmdir()
 
-    def clean_temp(self) -> int:
-        """Remove temporary files a killed run left behind (exact TEMP_PATTERN names, at the
-        root and in DIRS only); returns how many."""
+    def clean_temp(self, pid: Optional[int] = None) -> int:
+        """Remove temporary files a killed run (or the process `pid`) left behind (exact
+        TEMP_PATTERN names, at the root and in DIRS only); returns how many."""
         count = 0
         for folder in ("", *DIRS):
             for entry in self._listing(folder):
-                if is_temp_name(entry.name) and not entry.is_dir(follow_symlinks=False):
+                if is_temp_name(entry.name, pid) and not entry.is_dir(follow_symlinks=False):
                     self.remove(f"{folder}/{entry.name}" if folder else entry.name)
                     count += 1
         return count
@@ -340,7 +341,7 @@ class FsspecStore:
     def remove_empty_dir(self, rel: str) -> None:
         pass  # object stores have no folders of their own
 
-    def clean_temp(self) -> int:
+    def clean_temp(self, pid: Optional[int] = None) -> int:
         return 0  # whole-object writes leave no temporary objects
 
     # ------------------------------------------------------------ journal
