@@ -132,3 +132,25 @@ def test_palette_is_canonical():
     a = Palette([(3, 0, 0), (1, 0, 0), (2, 0, 0), (1, 0, 0)])
     b = Palette([(2, 0, 0), (3, 0, 0), (1, 0, 0)])
     assert a == b and hash(a) == hash(b) and a.colours == ((1, 0, 0), (2, 0, 0), (3, 0, 0))
+
+
+def test_tables_of_interleaved_palettes_are_built_once_each(monkeypatch):
+    from maskdec import lut, tables
+    built = []
+    real = tables.rgb_index_table
+    monkeypatch.setattr(tables, "rgb_index_table", lambda colours, *a: built.append(len(colours)) or real(colours, *a))
+    lut._rgb_index.cache_clear()
+    palettes = [Palette([(k, 0, 0), (0, k, 0), (0, 0, k)][: 1 + k % 3]) for k in (1, 2, 3, 4)]
+    pixels = np.zeros((2, 2, 3), np.uint8)
+    for _ in range(5):  # files taking turns, as a merged frames file makes them
+        for p in palettes:
+            maskdec.lut.map_palette(pixels, p, p.identity(), 10.0)
+    assert len(built) == 4
+    monkeypatch.setenv("MASKDEC_TABLE_CACHE_BYTES", str(40 << 20))  # room for two 16 MiB tables
+    lut._rgb_index.cache_clear()
+    built.clear()
+    for _ in range(5):
+        for p in palettes:
+            maskdec.lut.map_palette(pixels, p, p.identity(), 10.0)
+    assert len(built) == 20 and lut._rgb_index.nbytes <= 40 << 20
+    lut._rgb_index.cache_clear()

@@ -8,6 +8,7 @@ variable that raises (or lowers) it. Read on every use, so a change takes effect
 | MASKDEC_MAX_JSON_FILE_BYTES | 1 GiB | a .json frames file or a mask labels file, read whole |
 | MASKDEC_MAX_REMOTE_BYTES | 4 GiB | one remote media file (checked against its size up front and while reading) |
 | MASKDEC_REMOTE_TIMEOUT | 30 s | connecting to and each read from an http(s) server, unless fsspec's settings give one |
+| MASKDEC_TABLE_CACHE_BYTES | 1 GiB | colour tables kept per process (a YUV palette takes 32 MiB, an RGB one 16 MiB) |
 
 Sizes accept a plain number of bytes or a suffix: `512M`, `8GiB`, `100k`.
 """
@@ -19,13 +20,14 @@ import re
 from .errors import OptionError
 
 __all__ = ["max_pixels", "max_json_line_bytes", "max_json_file_bytes", "max_remote_bytes", "remote_timeout",
-           "check_pixels", "format_bytes"]
+           "table_cache_bytes", "check_pixels", "format_bytes"]
 
 DEFAULT_MAX_PIXELS = 1 << 28
 DEFAULT_MAX_JSON_LINE_BYTES = 64 << 20
 DEFAULT_MAX_JSON_FILE_BYTES = 1 << 30
 DEFAULT_MAX_REMOTE_BYTES = 4 << 30
 DEFAULT_REMOTE_TIMEOUT = 30.0
+DEFAULT_TABLE_CACHE_BYTES = 1 << 30
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -60,6 +62,11 @@ def max_json_file_bytes() -> int:
 def max_remote_bytes() -> int:
     """The largest remote media file maskdec reads, in bytes."""
     return _env_size("MASKDEC_MAX_REMOTE_BYTES", DEFAULT_MAX_REMOTE_BYTES)
+
+
+def table_cache_bytes() -> int:
+    """Bytes of colour tables a process keeps (least recently used dropped first)."""
+    return _env_size("MASKDEC_TABLE_CACHE_BYTES", DEFAULT_TABLE_CACHE_BYTES)
 
 
 def remote_timeout() -> float:

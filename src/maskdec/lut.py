@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections import OrderedDict
 from functools import cached_property, lru_cache
 from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import tables
+from . import limits, tables
 from ._core import kernels
 from .errors import LabelError, MaskdecError
-from .threads import kernel_threads, row_bands, run_bands  # noqa: F401  (re-exported)
+from .threads import row_bands, run_bands
 
 __all__ = ["ColourTable", "Palette", "map_pixels", "map_palette", "remap_of", "DEFAULT_LOSSY_TOLERANCE", "PixelStats",
            "MAX_PALETTE_COLOURS"]
@@ -171,14 +172,49 @@ def _rgb_colours(palette: Palette) -> tuple[np.ndarray, np.ndarray]:
     return colours, np.array([k for _, k in picked], dtype=palette.dtype)
 
 
-@lru_cache(maxsize=8)
+class _TableCache:
+    """Tables by their arguments, least recently used dropped first once they hold more than
+    MASKDEC_TABLE_CACHE_BYTES (default 1 GiB: 32 YUV or 64 RGB palettes of 2**24 cells), so that
+    interleaved mask files with palettes of their own do not rebuild tables at every turn."""
+
+    def __init__(self, build) -> None:
+        self._build = build
+        self._tables: OrderedDict = OrderedDict()
+        self.nbytes = 0
+        self.__wrapped__ = build
+
+    def __call__(self, *key):
+        found = self._tables.get(key)
+        if found is not None:
+            self._tables.move_to_end(key)
+            return found
+        value = self._build(*key)
+        size = sum(a.nbytes for a in (value if isinstance(value, tuple) else (value,)))
+        budget = limits.table_cache_bytes()
+        while self._tables and self.nbytes + size > budget:
+            _, dropped = self._tables.popitem(last=False)
+            self.nbytes -= sum(a.nbytes for a in (dropped if isinstance(dropped, tuple) else (dropped,)))
+        self._tables[key] = value
+        self.nbytes += size
+        return value
+
+    def cache_clear(self) -> None:
+        self._tables.clear()
+        self.nbytes = 0
+
+
+def _cached_tables(build):
+    return _TableCache(build)
+
+
+@_cached_tables
 def _rgb_index(palette: Palette, radius2: int) -> np.ndarray:
     """The palette table of RGB pixels (read-only, 2**24 entries)."""
     colours, index = _rgb_colours(palette)
     return _in_palette(tables.rgb_index_table(colours, radius2, palette.dtype), index, palette)
 
 
-@lru_cache(maxsize=8)
+@_cached_tables
 def _yuv_index(palette: Palette, radius2: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
     """The palette table of YUV triples (chroma-major) and each triple's distance to the nearest
     colour (exact up to max(tolerance, EDGE_REPAIR_DISTANCE) + 1, see tables.yuv_index_table)."""
@@ -197,7 +233,7 @@ def _in_palette(lut: np.ndarray, index: np.ndarray, palette: Palette) -> np.ndar
     return renumbered
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)
 def _yuv_coarse(palette: Palette, radius2: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
     """For edge repair: the 64**3 coarse tables of the distance to the nearest palette colour
     and of the palette index at each cell's centre (small enough to stay in cache)."""

@@ -143,7 +143,7 @@ def roi_samples_of(sample, pool: Optional[ArrayPool] = None, threads: Optional[i
     """The RoiSamples of one Sample made with instances=True: one pass over its colour
     indices splits every ROI's mask, box and area (ROIs sharing a colour share pixels).
     With `pool`, the masks reuse the memory of RoiSamples the caller has dropped;
-    `threads` split the pass (default lut.kernel_threads())."""
+    `threads` split the pass (default threads.kernel_threads())."""
     rois = sample.rois
     index = sample.colour_index
     n, (h, w) = max(len(rois), 1), index.shape

@@ -405,7 +405,7 @@ def build_sample(r: SampleRequest, image: Optional[np.ndarray], pixels: Any, *, 
     """The Sample of request `r` from its decoded image (or None) and mask pixels: sizes checked,
     colours mapped (`tolerance` None: exact when `lossless`, else the lossy default), label map fitted.
     `pool` supplies the kernel's output arrays (reused once the caller drops them);
-    `kernel_threads`: threads per frame's mapping (default: lut.kernel_threads())."""
+    `kernel_threads`: threads per frame's mapping (default: threads.kernel_threads())."""
     if image is not None:
         _check_size(image, r.source, f"{r.where.rsplit('.masks', 1)[0]}", r.image_uri)
     _check_size(pixels, r.mask, r.where, r.mask_uri)
