@@ -10,6 +10,7 @@ import pytest
 
 import maskdec
 from maskdec import MaskdecError, OptionError, iter_samples
+from maskdec.export import export
 from maskdec.media.writer import write_video
 
 from conftest import frame_dict, index_of, index_rois, solid_frames
@@ -153,3 +154,14 @@ def test_numpy_numbers_are_accepted_as_options(clips):
     (sample,) = list(it)
     assert it.labels.ignore_index == 254 and sample.label_map.dtype == np.uint8
     assert index_of(sample.label_map, it.labels) == 0
+
+
+def test_export_takes_the_same_options(clips, tmp_path):
+    frames = [frame_dict(clips[0], clips[0], index_rois(1))]
+    with pytest.raises(OptionError, match="did you mean 'tolerance'"):
+        export(frames, tmp_path / "a", tolerence=3)
+    with pytest.raises(OptionError, match="stats"):
+        export(frames, tmp_path / "b", stats=False)
+    summary = export(frames, tmp_path / "c", images=False, ignore_index=254, workers=1)
+    assert summary.failures == [] and summary.samples == 1
+    assert not (tmp_path / "c" / "images").exists() or not any((tmp_path / "c" / "images").iterdir())

@@ -28,7 +28,7 @@ def run_units(units: Sequence[WorkUnit], job: ExportJob, *, backend: str = "loca
         raise MaskdecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if workers <= 1 or len(units) <= 1:
         return (record for unit in units for record in run_unit(unit, job))
-    return run_pool(units, replace(job, threads=1), min(workers, len(units)))
+    return run_pool(units, replace(job, options=job.options.replace(threads=1)), min(workers, len(units)))
 
 
 # ------------------------------------------------------------------ Ray
@@ -45,7 +45,7 @@ def _run_ray(units: Sequence[WorkUnit], job: ExportJob, workers: int, address: O
     try:
         task = ray.remote(_ray_unit).options(num_returns="streaming")
         limit = workers if workers > 0 else max(1, int(ray.cluster_resources().get("CPU", 1)))
-        job_ref = ray.put(replace(job, threads=1))
+        job_ref = ray.put(replace(job, options=job.options.replace(threads=1)))
         waiting = list(units)
         running: list = []
         while waiting or running:

@@ -30,17 +30,19 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from .backends import BACKENDS, run_units
-from .errors import MaskdecError
+from .errors import MaskdecError, OptionError
 from .export_formats import FORMATS, dataset_meta_json, entry_files
 from .export_lock import LOCK_NAME, hold_lock
 from .export_media import changed_media, media_identities
 from .export_names import check_unique_keys, image_key
 from .export_store import DIRS, ROOT_FILES, OutputStore, is_temp_name, open_store
 from .export_work import ExportJob, WorkUnit, failure_record, make_units, worker_threads
+from .exported import EXPORT_SETS
 from .labels import LabelTable
+from .options import Options
 from .samples import FramesArg, SampleFailure, SampleRequest, _as_frames, plan_samples
 
 __all__ = ["ExportSummary", "ForeignOutputError", "export"]
@@ -204,11 +206,6 @@ def export(
     frames: FramesArg,
     out_dir: Union[str, os.PathLike],
     *,
-    labels: Optional[Mapping[str, int]] = None,
-    mask_labels: Union[str, os.PathLike, Mapping, Sequence, None] = None,
-    tolerance: Optional[float] = None,
-    images: bool = True,
-    ignore_index: int = 255,
     format: str = "png",
     workers: Optional[int] = None,
     backend: str = "local",
@@ -219,8 +216,13 @@ def export(
     allow_foreign_dir: bool = False,
     progress: Optional[Callable[[int], None]] = None,
     start: Optional[Callable[[int], None]] = None,
+    **options: Any,
 ) -> ExportSummary:
     """Export every sample of `frames` to `out_dir` (a folder or an fsspec URL).
+
+    options: how samples are decoded, as for iter_samples (maskdec.Options: labels, mask_labels,
+        tolerance, images, ignore_index, strict, strict_keys, timestamp_unit ...); export sets
+        stats, instances and label_maps itself.
 
     format: "png" (default), "npz" or "webdataset" (tar shards of `shard_size` samples).
     workers: processes (local backend; default: this machine's cores) or Ray tasks in
@@ -245,9 +247,14 @@ def export(
         raise MaskdecError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     if backend not in BACKENDS:
         raise MaskdecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    taken = sorted(set(options) & set(EXPORT_SETS))
+    if taken:
+        raise OptionError(f"export sets {', '.join(taken)} itself")
+    opts = Options.of(options)
+    images, tolerance = opts.images, opts.tolerance
     store = open_store(out_dir)
-    table, requests = plan_samples(_as_frames(frames), labels=labels, mask_labels=mask_labels,
-                                   ignore_index=ignore_index)
+    table, requests = plan_samples(_as_frames(frames, strict_keys=opts.strict_keys), labels=opts.labels,
+                                   mask_labels=opts.mask_labels, ignore_index=opts.ignore_index, strict=opts.strict)
     check_unique_keys((r.frame_index, r.source.id, r.mask.id) for r in requests)
     check_unique_keys(sorted({(r.frame_index, r.source.id) for r in requests}), image_key, what="source images")
     settings = {"format": format, "images": images, "tolerance": tolerance,
@@ -264,25 +271,25 @@ def export(
         store.clean_temp()
         if previous is not None:
             _check_settings(store, previous, settings)
-        _run(store, requests, table, settings, previous, summary, images=images, fmt=format,
-             shard_size=shard_size, tolerance=tolerance, per_roi=per_roi, workers=workers, backend=backend,
+        _run(store, requests, table, settings, previous, summary, options=opts, fmt=format,
+             shard_size=shard_size, per_roi=per_roi, workers=workers, backend=backend,
              ray_address=ray_address, progress=progress, start=start)
     return summary
 
 
 def _run(store: OutputStore, requests: Sequence[SampleRequest], table: LabelTable, settings: dict,
-         previous: Optional[dict], summary: ExportSummary, *, images: bool, fmt: str, shard_size: int,
-         tolerance: Optional[float], per_roi: bool, workers: Optional[int], backend: str,
+         previous: Optional[dict], summary: ExportSummary, *, options: Options, fmt: str, shard_size: int,
+         per_roi: bool, workers: Optional[int], backend: str,
          ray_address: Optional[str], progress: Optional[Callable[[int], None]],
          start: Optional[Callable[[int], None]]) -> None:
     """The export proper, in a folder that is ours and locked: journal, changed media, units, records."""
-    media = media_identities(u for r in requests if r.error is None for u in _media_of(r, images))
+    media = media_identities(u for r in requests if r.error is None for u in _media_of(r, options.images))
     positions = {_sample_id(r.frame_index, r.source.id, r.mask.id): p for p, r in enumerate(requests)}
     done = _read_journal(store, positions) if previous is not None else {}
     before = previous.get("media") if previous is not None else None
     before = before if isinstance(before, dict) else {}
     changed = set(changed_media(before, media))
-    stale = [p for p in done if changed.intersection(_media_of(requests[p], images))]
+    stale = [p for p in done if changed.intersection(_media_of(requests[p], options.images))]
     for p in stale:
         del done[p]
     summary.changed_media = sorted(changed)
@@ -296,14 +303,14 @@ def _run(store: OutputStore, requests: Sequence[SampleRequest], table: LabelTabl
 
     failures = {p: failure_record(p, SampleFailure(r, r.error))["failure"]
                 for p, r in enumerate(requests) if r.error is not None}
-    units = _todo_units(make_units(requests, images=images, fmt=fmt, shard_size=shard_size), done, requests)
+    units = _todo_units(make_units(requests, images=options.images, fmt=fmt, shard_size=shard_size), done, requests)
     redo = {p for unit in units for group in unit.groups for p in group.positions}
     summary.skipped = sum(1 for p in done if p not in redo)  # a shard with a missing sample is redone whole
     if start is not None:
         start(len(redo))
     if workers is None and backend == "local":
         workers = worker_threads()
-    job = ExportJob(store=store, table=table, fmt=fmt, images=images, tolerance=tolerance, per_roi=per_roi)
+    job = ExportJob(store=store, table=table, fmt=fmt, options=options, per_roi=per_roi)
     records = run_units(units, job, backend=backend, workers=workers or 0, ray_address=ray_address)
     _collect(records, store, done, failures, summary.notes, progress)
     store.compact_journal(MANIFEST, _manifest_text(done))

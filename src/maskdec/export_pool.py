@@ -59,7 +59,7 @@ def _die_with_parent(parent: int) -> None:
 
 def one_thread_each() -> None:
     """Workers share the cores between them: no helper threads in the kernel or OpenCV
-    (FFmpeg decodes with one thread too, see ExportJob.threads)."""
+    (FFmpeg decodes with one thread too: the job's options say threads=1)."""
     os.environ.setdefault("MASKDEC_KERNEL_THREADS", "1")
     import cv2
 

@@ -18,7 +18,9 @@ from .errors import MaskdecError
 from .export_formats import make_writer
 from .export_store import OutputStore
 from .labels import LabelTable
-from .samples import Sample, SampleFailure, SampleIterator, SampleRequest
+from .exported import exported_samples
+from .options import Options
+from .samples import Sample, SampleFailure, SampleRequest
 
 __all__ = ["ExportJob", "Group", "WorkUnit", "make_units", "run_unit", "failure_record"]
 
@@ -30,9 +32,7 @@ class ExportJob:
     store: OutputStore
     table: LabelTable
     fmt: str
-    images: bool
-    tolerance: Optional[float]
-    threads: Optional[int] = None  # FFmpeg decoding threads (None: FFmpeg's choice)
+    options: Options  # how samples are decoded (maskdec.Options)
     per_roi: bool = False  # also one mask per ROI (samples made with instances=True)
 
 
@@ -145,9 +145,7 @@ def run_unit(unit: WorkUnit, job: ExportJob) -> Iterator[dict]:
     """Decode and write one unit; yield `{"position", "entry"}` per exported sample and
     `{"position", "failure"}` per failed one, each after its group has landed. A sample
     whose files cannot be written (a shard: every sample of it) is a failure, not an error."""
-    iterator = SampleIterator(job.table, list(unit.requests), tolerance=job.tolerance, images=job.images,
-                              strict_sizes=False, timestamp_unit="ms", threads=job.threads, raise_errors=False,
-                              stats=True, instances=job.per_roi)
+    iterator = exported_samples(job.table, list(unit.requests), job.options, per_roi=job.per_roi)
     writer = make_writer(job.store, job.fmt, job.per_roi)
     requests = dict(zip(unit.positions(), unit.requests))
     results = iter(iterator)

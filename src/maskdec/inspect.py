@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import MaskdecError
 from .exported import exported_samples
+from .options import Options
 from .labels import LabelTable
 from .lut import DEFAULT_LOSSY_TOLERANCE
 from .media.reader import MediaReader, mask_pixels
@@ -400,7 +401,7 @@ def _collect(table: LabelTable, selected: list[SampleRequest], tolerance: Option
         by_uri.setdefault(r.mask_uri, []).append(r)
     for uri, reqs in by_uri.items():
         reqs = sorted(reqs, key=lambda r: r.mask_ts)  # the order frames_at yields them in
-        samples = exported_samples(table, reqs, tolerance=tolerance, images=False)
+        samples = exported_samples(table, reqs, Options.of({"tolerance": tolerance, "images": False}))
         try:
             for request, result, pixels in zip(reqs, samples, _rgb_frames(uri, reqs)):
                 if isinstance(result, SampleFailure):

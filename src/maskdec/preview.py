@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import MaskdecError, OptionError
 from .exported import exported_samples
+from .options import Options
 from .labels import LabelTable
 from .samples import FramesArg, Sample, SampleFailure, SampleRequest, _as_frames, plan_samples
 
@@ -274,7 +275,7 @@ def preview(
     colours = label_colours(table, planned)  # the same colours whatever the cap picks
     names = table.names()
     declared = {names[i]: cs for i, cs in sorted(declared_colours(table, planned).items()) if i in names}
-    samples = exported_samples(table, requests, tolerance=tolerance, images=True)  # stats as export counts them
+    samples = exported_samples(table, requests, Options.of({"tolerance": tolerance}))  # stats as export counts them
     rows: list[PreviewRow] = []
     thumbs: list[tuple[np.ndarray, str]] = []
     for request, result in zip(requests, samples):
