@@ -41,8 +41,8 @@ __all__ = ["BenchSettings", "run_bench", "gop_sampler_class", "TARGET_GOP"]
 
 #: The keyframe interval advice suggests (frames): half a second at 30 fps.
 TARGET_GOP = 15
-#: Random access this many times slower than reading in order is worth fixing.
-SLOW_RANDOM = 2.0
+#: Re-encoding is advised when it would make random access at least this much faster.
+PAYS_OFF = 1.5
 _COPY_CHUNK = 4 << 20
 
 
@@ -620,10 +620,11 @@ def _gain(random_s: float, in_order_s: float, extra_now: float, extra_after: flo
 
 
 def advice(report: BenchReport) -> list[str]:
-    """What to change: whether re-encoding with a shorter GOP would pay off for random access,
-    with the commands to do it."""
+    """What to change: whether re-encoding with a shorter GOP would pay off for random access
+    (files with keyframes more than 2 * TARGET_GOP frames apart, and a predicted gain of at
+    least PAYS_OFF), with the commands to do it."""
     videos = [f for f in report.files if not f.still]
-    long_gop = [f for f in videos if f.max_gop > 2 * TARGET_GOP]
+    deep = [f for f in videos if f.max_gop > 2 * TARGET_GOP and f.mean_depth > (TARGET_GOP + 1) / 2]
     in_order = report.in_order_rate
     single = report.rate_of(report.random, "random_one_by_one")
     sampler = report.rate_of(report.random, "random_gop_sampler")
@@ -631,36 +632,38 @@ def advice(report: BenchReport) -> list[str]:
     if not videos:
         return ["every medium is a still image: random access costs what reading in order costs"]
     if in_order is None or single is None:
-        if long_gop:
-            out.append(f"{len(long_gop)} videos have keyframes up to {max(f.max_gop for f in long_gop)} frames apart: "
-                       f"a random sample decodes about half of that; run with --random N to measure it")
+        if deep:
+            out.append(f"a random sample decodes about {sum(f.mean_depth for f in deep):.0f} frames from keyframes "
+                       f"(keyframes up to {max(f.max_gop for f in deep)} frames apart); run with --random N to "
+                       f"see what that costs")
         return out
     slowdown = in_order / single
-    if long_gop and slowdown >= SLOW_RANDOM:
-        now = sum(f.mean_depth for f in long_gop)
-        after = sum(min(f.mean_depth, (TARGET_GOP + 1) / 2) for f in long_gop)
-        gain = _gain(1 / single, 1 / in_order, now - len(long_gop), after - len(long_gop))
-        names = ", ".join(f"{f.name} {f.mean_depth:.0f} of a GOP of {f.max_gop}" for f in long_gop[:4])
-        more = f", and {len(long_gop) - 4} more files" if len(long_gop) > 4 else ""
+    now = sum(f.mean_depth for f in deep)
+    after = sum((TARGET_GOP + 1) / 2 for f in deep)
+    gain = _gain(1 / single, 1 / in_order, now - len(deep), after - len(deep)) if deep else 1.0
+    if gain >= PAYS_OFF:
+        names = ", ".join(f"{f.name} {f.mean_depth:.0f} of a GOP of {f.max_gop}" for f in deep[:4])
+        more = f", and {len(deep) - 4} more files" if len(deep) > 4 else ""
         out.append(f"random access is {slowdown:.1f}x slower than reading in order: to reach a random sample's "
                    f"frame, decoding starts at its keyframe, {now:.0f} frames a sample on average here "
-                   f"({names}{more}). "
-                   f"Re-encoding with a keyframe every {TARGET_GOP} frames would make random access up to about "
-                   f"{gain:.1f}x faster (files get larger); point the frames at the new files (timestamps stay):")
-        shown = {}
-        for f in long_gop:
-            kind = ("mask" in f.roles, f.lossless)
-            shown.setdefault(kind, f)
+                   f"({names}{more}). Re-encoding with a keyframe every {TARGET_GOP} frames would make random "
+                   f"access up to about {gain:.1f}x faster (files get larger); point the frames at the new files "
+                   f"(timestamps stay):")
+        shown: dict[tuple, FileFacts] = {}
+        for f in deep:
+            shown.setdefault(("mask" in f.roles, f.lossless), f)
         for f in shown.values():
             out += [f"  {c}" for c in _reencode_commands(f)]
         out.append("  or, from label maps (maskdec export --no-images): maskdec encode LABEL_MAPS --labels "
                    "labels.json --codec ffv1 --out DIR (lossless FFV1, short GOPs)")
-    elif long_gop:
-        out.append(f"keyframes are up to {max(f.max_gop for f in long_gop)} frames apart, but random access costs only "
-                   f"{slowdown:.1f}x reading in order here: re-encoding would not pay off")
+    elif not deep:
+        out.append(f"keyframes are at most {max(f.max_gop for f in videos)} frames apart (or the samples lie near "
+                   f"them): a shorter GOP would gain little for random access ({slowdown:.1f}x slower than reading "
+                   f"in order here)")
     else:
-        out.append(f"keyframes are at most {max(f.max_gop for f in videos)} frames apart: random access "
-                   f"({slowdown:.1f}x slower than in order) would gain little from re-encoding")
+        out.append(f"random access is {slowdown:.1f}x slower than reading in order, but re-encoding with a keyframe "
+                   f"every {TARGET_GOP} frames would gain at most {gain:.1f}x here ({now:.0f} frames decoded from "
+                   f"keyframes a sample): not worth it")
     if sampler is not None and in_order and sampler >= 0.8 * in_order:
         out.append(f"the GOP-aware sampler reads {sampler / in_order:.2f}x in-order speed: use it for shuffled "
                    f"training before re-encoding anything")
