@@ -165,3 +165,11 @@ def test_export_takes_the_same_options(clips, tmp_path):
     summary = export(frames, tmp_path / "c", images=False, ignore_index=254, workers=1)
     assert summary.failures == [] and summary.samples == 1
     assert not (tmp_path / "c" / "images").exists() or not any((tmp_path / "c" / "images").iterdir())
+
+
+@pytest.mark.parametrize("value", ["zero", "-2", "0", "1e9", "99999"])
+def test_a_bad_kernel_threads_setting_is_an_option_error(clips, monkeypatch, value):
+    monkeypatch.setenv("MASKDEC_KERNEL_THREADS", value)
+    frames = [frame_dict(clips[0], clips[0], index_rois(1))]
+    with pytest.raises(OptionError, match="MASKDEC_KERNEL_THREADS"):
+        maskdec.MaskDataset(frames, images=False)[0]

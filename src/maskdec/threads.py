@@ -5,6 +5,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Sequence
 
+from .errors import OptionError
+
 __all__ = ["kernel_threads", "row_bands", "run_bands"]
 
 _POOL_THREADS = 0
@@ -14,9 +16,11 @@ _POOL: Optional[tuple[int, ThreadPoolExecutor]] = None
 def kernel_threads() -> int:
     """Threads a frame's YUV mapping is split over: MASKDEC_KERNEL_THREADS, else the cores
     this process may use. Worker processes (export, DataLoader) set it to 1."""
-    value = os.environ.get("MASKDEC_KERNEL_THREADS")
+    value = os.environ.get("MASKDEC_KERNEL_THREADS", "").strip()
     if value:
-        return max(1, int(value))
+        if not value.isdigit() or not 1 <= int(value) <= 1024:
+            raise OptionError(f"MASKDEC_KERNEL_THREADS={value[:40]!r}: expected a whole number from 1 to 1024")
+        return int(value)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
