@@ -46,6 +46,7 @@ class ReaderCache:
         self.cache_dir = cache_dir
         self.opened = 0  # readers opened so far
         self._readers: OrderedDict[str, MediaReader] = OrderedDict()
+        self._closed_decoded: dict[str, int] = {}  # frames decoded by readers closed since
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -56,14 +57,14 @@ class ReaderCache:
         if self._pid != os.getpid():  # forked: the parent's readers share its file offsets
             _INHERITED.extend(self._readers.values())  # never used nor freed here (see _INHERITED)
             self._readers = OrderedDict()
+            self._closed_decoded = {}
             self._pid = os.getpid()
         reader = self._readers.get(uri)
         if reader is not None:
             self._readers.move_to_end(uri)
             return reader
         while len(self._readers) >= self.max_open:
-            _, oldest = self._readers.popitem(last=False)
-            oldest.close()
+            self._close(*self._readers.popitem(last=False))
         reader = MediaReader(uri, threads=self.threads, cache_dir=self.cache_dir)
         self._readers[uri] = reader
         self.opened += 1
@@ -72,12 +73,28 @@ class ReaderCache:
     def discard(self, uri: str) -> None:
         reader = self._readers.pop(uri, None)
         if reader is not None:
-            reader.close()
+            self._close(uri, reader)
 
     def close(self) -> None:
         while self._readers:
-            _, reader = self._readers.popitem()
-            reader.close()
+            self._close(*self._readers.popitem())
+
+    def decoded(self) -> dict[str, int]:
+        """Frames decoded per file by this process's readers (the planner's `Decoder.decoded`),
+        closed readers included: decoding a GOP twice shows as more frames."""
+        out = dict(self._closed_decoded)
+        for uri, reader in self._readers.items():
+            out[uri] = out.get(uri, 0) + _decoded_by(reader)
+        return out
+
+    def _close(self, uri: str, reader: MediaReader) -> None:
+        self._closed_decoded[uri] = self._closed_decoded.get(uri, 0) + _decoded_by(reader)
+        reader.close()
+
+
+def _decoded_by(reader: MediaReader) -> int:
+    decoder = getattr(reader, "_decoder", None)  # None: a still, or nothing decoded yet
+    return 0 if decoder is None else decoder.decoded
 
 
 class MaskDataset:
@@ -198,8 +215,7 @@ class _Batch:
 
     def run(self) -> list[Sample]:
         convert = mask_data if self.ds.yuv else mask_pixels
-        wanted = list(self.by_image) + list(self.by_mask)
-        for uri, ts, frame in fetch(wanted, self._open, unit=self.ds.timestamp_unit):
+        for uri, ts, frame in self._fetch(list(self.by_image) + list(self.by_mask)):
             key = (uri, ts)
             failed = isinstance(frame, MaskdecError)
             if failed and not isinstance(frame, TimestampRangeError):  # a file that failed: reopen it next time
@@ -225,6 +241,44 @@ class _Batch:
                 raise result
             out.append(result)
         return out
+
+    def _fetch(self, wanted: list[tuple[str, int]]) -> Iterator[tuple[str, int, Any]]:
+        """The frames of (file, timestamp) requests: file after file, in order of first request,
+        each file in runs (see `_runs`) through the planner."""
+        by_file: dict[str, list[int]] = {}
+        for uri, ts in wanted:
+            by_file.setdefault(uri, []).append(ts)
+        for uri, stamps in by_file.items():
+            for run in self._runs(uri, stamps):
+                yield from fetch([(uri, ts) for ts in run], self._open, unit=self.ds.timestamp_unit)
+
+    def _runs(self, uri: str, stamps: list[int]) -> list[list[int]]:
+        """A file's timestamps in the order to decode them: first those from where its decoder
+        stands on, in the GOP it is in (earlier batches left it there: it moves on without
+        seeking), then GOP after GOP in the order the batch first asks for them, so the
+        caller's order decides where the decoder stops (GopBatchSampler's next batch goes on
+        from there). Each GOP's frames ascending, as the planner decodes them."""
+        unit = self.ds.timestamp_unit
+        try:
+            reader = self._open(uri)
+            if reader.is_still:
+                return [stamps]
+            index = reader.index
+            at = getattr(reader.decoder, "_at", None)  # the position it presents next (None: unknown)
+        except MaskdecError:
+            return [stamps]  # the planner reports it, for each timestamp
+        here = index.gop_of(min(at - 1, len(index) - 1)) if at else None  # 0: a fresh decoder is nowhere yet
+        runs: dict[Any, list[int]] = {}
+        for ts in dict.fromkeys(stamps):
+            try:
+                p = index.locate(ts, unit)  # type: ignore[arg-type]
+            except MaskdecError:
+                runs.setdefault("here", []).append(ts)  # out of range: the planner yields its error
+                continue
+            gop = index.gop_of(p)
+            runs.setdefault("here" if gop == here and p >= at - 1 else gop, []).append(ts)  # at - 1: the frame it holds
+        first = runs.pop("here", None)
+        return ([first] if first else []) + list(runs.values())
 
     def _build(self, k: int, pixels: Any) -> None:
         r = self.requests[k]
