@@ -116,6 +116,24 @@ def test_items_are_tensors_with_identity_and_nothing_opens_in_init(data):
     ds.close()
 
 
+def test_items_kept_by_the_caller_are_never_reused(data):
+    """Items' arrays are recycled once nothing refers to them: kept items (and views and
+    collated copies of them) keep their pixels while later batches are made."""
+    ds = mt.MaskDataset(data.frames)
+    first = ds.__getitems__([0, 1, 2])
+    view = first[1]["label_map"][::2]
+    copies = [(item["image"].clone(), item["label_map"].clone()) for item in first]
+    del first[2]  # dropped: its arrays may serve the next batch
+    for start in (3, 6, 9, 3):
+        later = ds.__getitems__(list(range(start, start + 3)))
+        for item in later:
+            check_item(data, item["image"], item["label_map"], key(item))
+    for item, (image, label_map) in zip(first, copies):
+        assert torch.equal(item["image"], image) and torch.equal(item["label_map"], label_map)
+    assert torch.equal(view, copies[1][1][::2])
+    assert pickle.loads(pickle.dumps(ds))._pool is None  # recycled arrays stay in their process
+
+
 def test_label_maps_as_uint8_on_request(data):
     ds = mt.MaskDataset(data.frames, label_dtype=torch.uint8)
     item = ds[2]
