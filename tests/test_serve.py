@@ -173,3 +173,13 @@ def test_a_bad_kernel_threads_setting_is_an_option_error(clips, monkeypatch, val
     frames = [frame_dict(clips[0], clips[0], index_rois(1))]
     with pytest.raises(OptionError, match="MASKDEC_KERNEL_THREADS"):
         maskdec.MaskDataset(frames, images=False)[0]
+
+
+def test_a_cache_dir_that_cannot_be_a_folder_fails_at_construction(clips, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    frames = [frame_dict(clips[0], clips[0], index_rois(1))]
+    with pytest.raises(OptionError, match="cache_dir"):
+        maskdec.MaskDataset(frames, cache_dir=blocker)
+    ds = maskdec.MaskDataset(frames, images=False, cache_dir=tmp_path / "new" / "cache")  # made when missing
+    assert (tmp_path / "new" / "cache").is_dir() and index_of(ds[0].label_map, ds.labels) == 0

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, Optional, Union
 
 from .errors import MaskdecError, TimestampRangeError
 from .labels import LabelTable
+from .media.index import check_cache_dir
 from .media.planes import mask_data
 from .media.planner import fetch
 from .media.reader import MediaReader, image_rgb, mask_pixels
@@ -122,7 +123,7 @@ class MaskDataset:
         self.timestamp_unit = o.timestamp_unit
         self.threads = o.threads
         self.max_open_readers = o.max_open_readers
-        self.cache_dir = None if o.cache_dir is None else os.fspath(o.cache_dir)
+        self.cache_dir = None if o.cache_dir is None else check_cache_dir(o.cache_dir)  # fails now, not at sample 0
         self.yuv = o.yuv
         self.instances = o.instances
         self.stats = o.stats
