@@ -226,6 +226,18 @@ def test_options_are_checked_and_a_window_past_the_open_file_limit_warns(data):
         GopBatchSampler([1, 2, 3], 4)
 
 
+def test_samples_of_unreadable_files_are_sampled_and_fail_when_loaded(data, tmp_path):
+    frames = data.frames[:3] + [frame_dict(tmp_path / "gone.mp4", tmp_path / "gone_mask.mp4", palette_rois(),
+                                           timestamp=0)]
+    ds = maskdec.MaskDataset(frames)
+    sampler = GopBatchSampler(ds, 2)
+    assert sampler.spots[3][0] == Spot(str(tmp_path / "gone_mask.mp4"), None, None)
+    batches = list(sampler)
+    assert sorted(flat(batches)) == [0, 1, 2, 3]
+    with pytest.raises(maskdec.MediaNotFoundError, match="gone"):
+        ds.__getitems__(next(b for b in batches if 3 in b))
+
+
 # ----------------------------------------------------------------- decoding each GOP once
 
 @pytest.mark.parametrize("batch_size,window", [(1, 2), (3, 1), (4, 2), (7, 4), (32, 4)])

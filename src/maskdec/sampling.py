@@ -6,7 +6,8 @@ source video): a uniform shuffle decodes most GOPs many times per epoch. Here sa
 grouped into GOP blocks (the samples that need the same GOPs; `gop_blocks`), blocks are
 shuffled, and each batch is drawn from a pool of a few open blocks (`interleave`), taking
 each block's samples in decode order, so a worker's decoders only move forward through a
-GOP, across batches.
+GOP, across batches (maskdec.MaskDataset decodes a batch's GOPs of a file in the order the
+batch first asks for them, from where the file's decoder stands).
 
     sampler = GopBatchSampler(ds, 32, window=4, num_workers=2)
     loader = DataLoader(ds, batch_sampler=sampler, num_workers=2, collate_fn=ds.collate)
@@ -27,8 +28,8 @@ from .errors import MaskdecError, OptionError, TimestampRangeError
 from .media.index import FrameIndex, cached_index
 from .media.reader import MediaReader
 
-__all__ = ["Spot", "Block", "sample_gops", "gop_blocks", "interleave", "GopBatchSampler", "ShuffleBuffer",
-           "Randomness", "randomness"]
+__all__ = ["Spot", "Block", "sample_gops", "gop_blocks", "split_image_gops", "interleave", "GopBatchSampler",
+           "ShuffleBuffer", "Randomness", "randomness"]
 
 T = TypeVar("T")
 
@@ -265,9 +266,10 @@ class GopBatchSampler:
     each batch goes to one worker whole, where `__getitems__` decodes it as one plan.
 
     num_workers: the DataLoader's. Its workers take batches in turn (batch i to worker
-        i % W), so the sampler gives each worker its own run of blocks and pool: a GOP is
-        decoded by one worker (a block cut between two workers' runs, at most W - 1 per
-        epoch, by both). A wrong value costs decoding, never samples.
+        i % W, with the DataLoader's default in_order=True), so the sampler gives each
+        worker its own run of blocks and pool: a GOP is decoded by one worker (a block cut
+        between two workers' runs, at most W - 1 per epoch, by both). A wrong value costs
+        decoding, never samples.
     window: blocks open at once per worker; each holds its files open (mask and source
         video), so keep window * files per block within the dataset's max_open_readers.
     rank, world_size: this process's share (default: torch.distributed's when initialised,
