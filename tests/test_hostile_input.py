@@ -584,10 +584,8 @@ def test_cache_dir_missing_is_created_and_a_file_is_an_option_error(tmp_path, cl
     blocker.write_text("")
     with pytest.raises(OptionError, match=r"cache_dir=.*file.*cannot be used as a folder"):
         MediaReader(str(clip), cache_dir=blocker)
-    ds = maskdec.MaskDataset([frame_dict(clip, clip, timestamp=0)], cache_dir=blocker)
-    with pytest.raises(OptionError, match="cache_dir"):
-        ds[0]
-    ds.close()
+    with pytest.raises(OptionError, match="cache_dir"):  # at construction, before any sample
+        maskdec.MaskDataset([frame_dict(clip, clip, timestamp=0)], cache_dir=blocker)
 
 
 # ----------------------------------------------------------------- unknown keys (typos)
