@@ -18,6 +18,7 @@ from .errors import MaskdecError
 from .export_formats import make_writer
 from .export_store import OutputStore
 from .labels import LabelTable
+from .disjoint import DisjointSets
 from .exported import exported_samples
 from .options import Options
 from .samples import Sample, SampleFailure, SampleRequest
@@ -70,28 +71,20 @@ class WorkUnit:
 def _components(requests: Sequence[SampleRequest], positions: Sequence[int], images: bool) -> list[list[int]]:
     """Plan positions grouped by shared media files (union-find), each list ascending,
     lists ordered by their first position."""
-    parent: dict[int, int] = {p: p for p in positions}
-
-    def find(p: int) -> int:
-        while parent[p] != p:
-            parent[p] = parent[parent[p]]
-            p = parent[p]
-        return p
-
+    sets: DisjointSets[int] = DisjointSets()
     owner: dict[tuple[str, str], int] = {}
     for p in positions:
         r = requests[p]
         files = [("mask", r.mask_uri)] + ([("image", r.image_uri)] if images else [])
         for f in files:
             if f in owner:
-                a, b = find(owner[f]), find(p)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
+                a, b = sets.find(owner[f]), sets.find(p)
+                sets.join(min(a, b), max(a, b))  # a set's root is its first position
             else:
                 owner[f] = p
     groups: dict[int, list[int]] = {}
     for p in positions:
-        groups.setdefault(find(p), []).append(p)
+        groups.setdefault(sets.find(p), []).append(p)
     return [groups[root] for root in sorted(groups)]
 
 

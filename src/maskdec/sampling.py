@@ -24,6 +24,7 @@ from typing import (AbstractSet, Any, Callable, Generic, Hashable, Iterable, Ite
 
 import numpy as np
 
+from .disjoint import DisjointSets
 from .errors import MaskdecError, OptionError, TimestampRangeError
 from .media.index import FrameIndex, cached_index
 from .media.reader import MediaReader
@@ -133,14 +134,8 @@ def gop_blocks(spots: Sequence[tuple[Spot, Optional[Spot]]], *, max_size: Option
     samples; source and mask GOPs that do not line up would otherwise chain a whole file
     into one block). Stills are decoded once per open file, so they join nothing.
     Blocks come in the order of their first sample."""
-    parent: dict[Hashable, Hashable] = {}
+    gops: DisjointSets[Hashable] = DisjointSets()
     size: dict[Hashable, int] = {}
-
-    def root(node: Hashable) -> Hashable:
-        while parent.setdefault(node, node) != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
 
     masks = [(m.uri, m.gop) for m, _ in spots]
     for node in masks:
@@ -149,13 +144,13 @@ def gop_blocks(spots: Sequence[tuple[Spot, Optional[Spot]]], *, max_size: Option
     for node, (_, image) in zip(masks, spots):
         if image is None or image.gop is None:
             continue
-        a, b = root(node), root((image.uri, image.gop))
+        a, b = gops.find(node), gops.find((image.uri, image.gop))
         if a != b and size.get(a, 0) + size.get(b, 0) <= limit:
-            parent[b] = a
+            gops.join(a, b)
             size[a] = size.get(a, 0) + size.pop(b, 0)
     groups: dict[Hashable, list[int]] = {}
     for i, node in enumerate(masks):
-        groups.setdefault(root(node), []).append(i)
+        groups.setdefault(gops.find(node), []).append(i)
     blocks = []
     for members in groups.values():
         def order(i: int) -> tuple[int, int, int]:

@@ -36,6 +36,7 @@ from .dataset import MaskDataset as CoreDataset
 from .errors import MaskdecError, MissingExtraError
 from .labels import LabelTable
 from .samples import FramesArg, Sample, SampleIterator, SampleRequest
+from .disjoint import DisjointSets
 from .sampling import GopBatchSampler, ShuffleBuffer, check_count, check_share, interleave
 
 try:
@@ -183,21 +184,12 @@ def file_units(requests: Sequence[SampleRequest]) -> list[list[int]]:
     """Request positions grouped so that no media file is read by two groups (requests that
     share an image or mask file, directly or through others, are together); groups in the
     order of their first request, positions ascending."""
-    parent: dict[str, str] = {}
-
-    def root(uri: str) -> str:
-        while parent.setdefault(uri, uri) != uri:
-            parent[uri] = parent[parent[uri]]
-            uri = parent[uri]
-        return uri
-
+    files: DisjointSets[str] = DisjointSets()
     for r in requests:
-        a, b = root(r.mask_uri), root(r.image_uri)
-        if a != b:
-            parent[b] = a
+        files.join(files.find(r.mask_uri), files.find(r.image_uri))
     groups: dict[str, list[int]] = {}
     for k, r in enumerate(requests):
-        groups.setdefault(root(r.mask_uri), []).append(k)
+        groups.setdefault(files.find(r.mask_uri), []).append(k)
     return list(groups.values())
 
 
