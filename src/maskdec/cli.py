@@ -18,6 +18,7 @@ from typing import Any, NoReturn, Optional, Sequence
 import click
 
 from .errors import MaskdecError
+from .export_registry import FORMAT_NAMES
 
 #: Failed media files listed one by one before the rest is summed up.
 FAILURE_LINES = 10
@@ -203,7 +204,7 @@ def _report_failures(failures: Sequence[dict]) -> None:
               help="Dataset-level colours, a JSON file (see docs/format.md).")
 @click.option("--tolerance", type=float, default=None, help="RGB snapping distance (default: by codec).")
 @click.option("--no-images", is_flag=True, help="Write label maps only.")
-@click.option("--format", "fmt", type=click.Choice(["png", "npz", "webdataset"]), default="png", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="png", show_default=True,
               help="png: single-channel label maps and RGB images; npz: compressed arrays; "
                    "webdataset: tar shards.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=500, show_default=True,

@@ -34,10 +34,11 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from .backends import BACKENDS, run_units
 from .errors import MaskdecError, OptionError
-from .export_formats import FORMATS, dataset_meta_json, entry_files
+from .export_formats import Finished, dataset_meta_json, entry_files
 from .export_lock import LOCK_NAME, hold_lock
 from .export_media import changed_media, media_identities
 from .export_names import check_unique_keys, image_key
+from .export_registry import FORMAT_NAMES, format_spec
 from .export_store import DIRS, ROOT_FILES, OutputStore, is_temp_name, open_store
 from .export_work import ExportJob, WorkUnit, failure_record, make_units, worker_threads
 from .exported import EXPORT_SETS
@@ -224,7 +225,8 @@ def export(
         tolerance, images, ignore_index, strict, strict_keys, timestamp_unit ...); export sets
         stats, instances and label_maps itself.
 
-    format: "png" (default), "npz" or "webdataset" (tar shards of `shard_size` samples).
+    format: one of FORMAT_NAMES: "png" (default), "npz", "webdataset" (tar shards of
+        `shard_size` samples) ...; docs/export.md says what each writes.
     workers: processes (local backend; default: this machine's cores) or Ray tasks in
         flight (default: the cluster's CPUs); 1 runs everything in this process.
     backend: "local" or "ray" (`ray_address` joins a running cluster; default: a running
@@ -243,8 +245,7 @@ def export(
     Failures are recorded in failures.jsonl and the summary, not raised. One export at a
     time writes into `out_dir` (a second one raises OutputLockedError naming the first).
     """
-    if format not in FORMATS:
-        raise MaskdecError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    spec = format_spec(format)
     if backend not in BACKENDS:
         raise MaskdecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     taken = sorted(set(options) & set(EXPORT_SETS))
@@ -258,9 +259,9 @@ def export(
     check_unique_keys((r.frame_index, r.source.id, r.mask.id) for r in requests)
     check_unique_keys(sorted({(r.frame_index, r.source.id) for r in requests}), image_key, what="source images")
     settings = {"format": format, "images": images, "tolerance": tolerance,
-                "shard_size": shard_size if format == "webdataset" else None, "labels": table.to_dict(),
+                "shard_size": shard_size if spec.shard else None, "labels": table.to_dict(),
                 "ignore_index": table.ignore_index, "per_roi": per_roi, "layout": LAYOUT,
-                "plan": _fingerprint(requests, table, per_roi)}
+                "plan": _fingerprint(requests, table, per_roi or spec.instances)}
     store.prepare()
     with hold_lock(store) as note:
         summary = ExportSummary(out_dir=store.url, labels=table.to_dict(), notes=[note] if note else [])
@@ -303,7 +304,9 @@ def _run(store: OutputStore, requests: Sequence[SampleRequest], table: LabelTabl
 
     failures = {p: failure_record(p, SampleFailure(r, r.error))["failure"]
                 for p, r in enumerate(requests) if r.error is not None}
-    units = _todo_units(make_units(requests, images=options.images, fmt=fmt, shard_size=shard_size), done, requests)
+    spec = format_spec(fmt)
+    units = _todo_units(make_units(requests, images=options.images, shard=spec.shard, shard_size=shard_size),
+                        done, requests)
     redo = {p for unit in units for group in unit.groups for p in group.positions}
     summary.skipped = sum(1 for p in done if p not in redo)  # a shard with a missing sample is redone whole
     if start is not None:
@@ -314,6 +317,8 @@ def _run(store: OutputStore, requests: Sequence[SampleRequest], table: LabelTabl
     records = run_units(units, job, backend=backend, workers=workers or 0, ray_address=ray_address)
     _collect(records, store, done, failures, summary.notes, progress)
     store.compact_journal(MANIFEST, _manifest_text(done))
+    if spec.finish is not None:
+        spec.finish(Finished(store=store, table=table, requests=requests, done=done))
     store.write_bytes(FAILURES, "".join(json.dumps(failures[p]) + "\n" for p in sorted(failures)).encode())
     summary.samples, summary.failed = len(done), len(failures)
     summary.failures = [failures[p] for p in sorted(failures)]

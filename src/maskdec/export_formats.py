@@ -23,7 +23,8 @@ import json
 import re
 import tarfile
 import zipfile
-from typing import Iterator, Literal, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -35,12 +36,42 @@ from .labels import LabelTable
 from .rois import RoiSample, roi_samples_of
 from .samples import Sample, SampleRequest
 
-__all__ = ["FORMATS", "ExportFormat", "sample_key", "image_key", "make_writer", "dataset_meta",
+__all__ = ["FormatSpec", "Finished", "PNG", "NPZ", "WEBDATASET", "sample_key", "image_key", "dataset_meta",
            "dataset_meta_json", "entry_files", "encode_png", "npz_bytes", "roi_views", "roi_entry"]
 
-ExportFormat = Literal["png", "npz", "webdataset"]
-FORMATS: tuple[str, ...] = ("png", "npz", "webdataset")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a format's `finish` step sees once every unit is done: the plan and the
+    manifest entries of every finished sample, by plan position."""
+
+    store: OutputStore
+    table: LabelTable
+    requests: Sequence[SampleRequest]
+    done: Mapping[int, dict]
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """One export format: how a worker writes samples, and what the export does around it.
+
+    writer(store, per_roi): an object with `per_sample` (a sample whose files cannot be
+        written fails alone) and `group(name)`, a context manager yielding something with
+        `add(sample) -> dict` (the entry's file fields); a group's files land when its block ends.
+    shard: the name pattern of a group of `shard_size` samples (`shard.format(n)`), or None
+        for one group per sample.
+    instances: the writer needs per-ROI views (samples made with instances=True).
+    finish: writes the files made from every finished entry (e.g. one annotations file),
+        each whole, after the units; runs again on every resume, so it depends on the entries only.
+    """
+
+    name: str
+    writer: Callable[[OutputStore, bool], Any]
+    shard: Optional[str] = None
+    instances: bool = False
+    finish: Optional[Callable[[Finished], None]] = None
 
 
 def roi_views(sample: Sample) -> list[RoiSample]:
@@ -197,15 +228,12 @@ class _ShardWriter:
             yield _Shard(self.store, name, stack, self.per_roi)
 
 
-def make_writer(store: OutputStore, fmt: str, per_roi: bool = False):
-    """The writer of `fmt`: `with writer.group(name) as g: entry = g.add(sample)`;
-    a group's files are complete when its block ends. per_roi: also each ROI's mask
-    (samples made with instances=True), listed under the entry's `rois`."""
-    if fmt == "webdataset":
-        return _ShardWriter(store, per_roi)
-    if fmt in ("png", "npz"):
-        return _FileWriter(store, fmt, per_roi)
-    raise MaskdecError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+PNG = FormatSpec("png", lambda store, per_roi: _FileWriter(store, "png", per_roi))
+NPZ = FormatSpec("npz", lambda store, per_roi: _FileWriter(store, "npz", per_roi))
+WEBDATASET = FormatSpec("webdataset", _ShardWriter, shard="shards/{:06d}.tar")
+
+#: The per-sample file fields a manifest entry may hold (paths relative to the output).
+ENTRY_FILE_FIELDS = ("label_map", "image", "panoptic")
 
 
 def entry_files(entry: dict) -> list[str]:
@@ -213,7 +241,7 @@ def entry_files(entry: dict) -> list[str]:
     if "shard" in entry:
         return [entry["shard"]]
     rois = [r["mask"] for r in entry.get("rois", ())]
-    return sorted({p for p in (entry.get("label_map"), entry.get("image"), *rois) if p})
+    return sorted({p for p in (*(entry.get(f) for f in ENTRY_FILE_FIELDS), *rois) if p})
 
 
 def dataset_meta(table: LabelTable, requests: Sequence[SampleRequest]) -> dict:

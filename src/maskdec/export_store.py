@@ -36,9 +36,10 @@ TEMP_SUFFIX = ".tmp"
 #: The exact form of maskdec's temporary names: `.<output name>.<pid>-<8 hex>.tmp`.
 TEMP_PATTERN = re.compile(r"\.[A-Za-z0-9_][A-Za-z0-9_.-]*\.(?P<pid>[0-9]+)-[0-9a-f]{8}\.tmp")
 #: The folders an export writes its per-sample files into (each flat).
-DIRS = ("label_maps", "images", "samples", "shards", "roi_masks")
-#: The files an export writes at the root of its output.
-ROOT_FILES = ("export.json", "labels.json", "dataset_meta.json", "manifest.jsonl", "failures.jsonl")
+DIRS = ("label_maps", "images", "samples", "shards", "roi_masks", "panoptic", "data")
+#: The files an export writes at the root of its output (the last three: format's finish steps).
+ROOT_FILES = ("export.json", "labels.json", "dataset_meta.json", "manifest.jsonl", "failures.jsonl",
+              "annotations.json", "panoptic.json", "README.md")
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)

@@ -15,7 +15,7 @@ from typing import Container, Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import MaskdecError
-from .export_formats import make_writer
+from .export_registry import format_spec
 from .export_store import OutputStore
 from .labels import LabelTable
 from .disjoint import DisjointSets
@@ -88,22 +88,22 @@ def _components(requests: Sequence[SampleRequest], positions: Sequence[int], ima
     return [groups[root] for root in sorted(groups)]
 
 
-def make_units(requests: Sequence[SampleRequest], *, images: bool, fmt: str, shard_size: int
+def make_units(requests: Sequence[SampleRequest], *, images: bool, shard: Optional[str], shard_size: int
                ) -> list[list[Group]]:
-    """Every decodable request of the plan in units of groups. Shards are consecutive
-    runs of at most `shard_size` samples of one unit, numbered across units in plan
-    order, so a shard's name and content depend only on the plan."""
+    """Every decodable request of the plan in units of groups: one sample each, or with a
+    `shard` name pattern, consecutive runs of at most `shard_size` samples of one unit,
+    numbered across units in plan order, so a shard's name and content depend only on the plan."""
     if shard_size < 1:
         raise MaskdecError(f"shard_size must be at least 1, got {shard_size}")
     decodable = [p for p, r in enumerate(requests) if r.error is None]
     units: list[list[Group]] = []
-    shard = 0
+    number = 0
     for component in _components(requests, decodable, images):
-        if fmt == "webdataset":
+        if shard is not None:
             groups = []
             for start in range(0, len(component), shard_size):
-                groups.append(Group(tuple(component[start:start + shard_size]), f"shards/{shard:06d}.tar"))
-                shard += 1
+                groups.append(Group(tuple(component[start:start + shard_size]), shard.format(number)))
+                number += 1
         else:
             groups = [Group((p,)) for p in component]
         units.append(groups)
@@ -138,8 +138,9 @@ def run_unit(unit: WorkUnit, job: ExportJob) -> Iterator[dict]:
     """Decode and write one unit; yield `{"position", "entry"}` per exported sample and
     `{"position", "failure"}` per failed one, each after its group has landed. A sample
     whose files cannot be written (a shard: every sample of it) is a failure, not an error."""
-    iterator = exported_samples(job.table, list(unit.requests), job.options, per_roi=job.per_roi)
-    writer = make_writer(job.store, job.fmt, job.per_roi)
+    spec = format_spec(job.fmt)
+    iterator = exported_samples(job.table, list(unit.requests), job.options, per_roi=job.per_roi or spec.instances)
+    writer = spec.writer(job.store, job.per_roi)
     requests = dict(zip(unit.positions(), unit.requests))
     results = iter(iterator)
     try:
