@@ -206,6 +206,8 @@ def _report_failures(failures: Sequence[dict]) -> None:
 @click.option("--no-images", is_flag=True, help="Write label maps only.")
 @click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="png", show_default=True,
               help="png: single-channel label maps and RGB images; npz: compressed arrays; "
+                   "coco: COCO instance annotations.json (RLE) and images; coco-panoptic: COCO panoptic PNGs "
+                   "and panoptic.json; "
                    "webdataset: tar shards.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=500, show_default=True,
               help="Samples per WebDataset shard.")

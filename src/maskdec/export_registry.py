@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from .errors import MaskdecError
+from .export_coco import COCO, COCO_PANOPTIC
 from .export_formats import NPZ, PNG, WEBDATASET, FormatSpec
 
 __all__ = ["FORMATS", "FORMAT_NAMES", "format_spec"]
 
-FORMATS: dict[str, FormatSpec] = {spec.name: spec for spec in (PNG, NPZ, WEBDATASET)}
+FORMATS: dict[str, FormatSpec] = {spec.name: spec for spec in (PNG, NPZ, WEBDATASET, COCO, COCO_PANOPTIC)}
 #: The names `maskdec export --format` accepts, the default first.
 FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
 
