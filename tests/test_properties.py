@@ -254,3 +254,31 @@ def test_yuv_kernel_agrees_with_the_table_lookup(data, table, tolerance, shape, 
     # map_pixels takes the same path for planes with no chroma subsampling (no edges to repair)
     if shifts == (0, 0):
         np.testing.assert_array_equal(map_pixels(planes, table, tolerance), got)
+
+
+@settings(SETTINGS, max_examples=40)
+@given(data=st.data(), table=tables(), tolerance=tolerances,
+       shape=st.tuples(st.integers(1, 60), st.integers(1, 70)), shift_y=st.sampled_from([1, 0]),
+       matrix=st.sampled_from(["bt601", "bt709"]))
+def test_yuv_kernel_on_flat_planes_agrees_with_the_table_lookup(data, table, tolerance, shape, shift_y, matrix):
+    """Mostly flat planes (what mask videos decode to), where the kernel copies the labels of
+    runs of equal Y, U and V instead of looking each pixel up: every pixel still equals the table."""
+    h, w = shape
+    ch, cw = -(-h >> shift_y), -(-w >> 1)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1)))
+
+    def flat(rows: int, cols: int) -> np.ndarray:
+        values = rng.integers(0, 256, 3, dtype=np.uint8)  # few values, in long runs
+        plane = values[np.minimum(np.arange(cols)[None, :] // rng.integers(3, 20), 2)].repeat(rows, axis=0)
+        plane = np.ascontiguousarray(plane)
+        spots = rng.random((rows, cols)) < data.draw(st.sampled_from([0.0, 0.01, 0.2]))
+        plane[spots] = rng.integers(0, 256, int(spots.sum()), dtype=np.uint8)
+        return plane
+
+    y, u, v = flat(h, w), flat(ch, cw), flat(ch, cw)
+    planes = YuvPlanes(y, u, v, 1, shift_y, matrix, False)
+    got = _map_yuv(planes, table.palette, table.remap, tolerance, None, edge_repair=False)
+    lut = table.yuv_lut(tolerance, matrix, False)
+    rows, cols = np.arange(h)[:, None] >> shift_y, np.arange(w)[None, :] >> 1
+    keys = (u[rows, cols].astype(np.int64) << 16) | (v[rows, cols].astype(np.int64) << 8) | y
+    np.testing.assert_array_equal(got, lut[keys])

@@ -128,9 +128,19 @@ cdef inline Py_ssize_t _repair(const uint8_t* u_own, const uint8_t* v_own, const
     return coarse_label[_coarse(best)]
 
 
+cdef inline void _fill(label_t* out, label_t value, Py_ssize_t n) noexcept nogil:
+    """out[0:n] = value."""
+    cdef Py_ssize_t j
+    if label_t is uint8_t:
+        memset(out, value, n)
+    else:
+        for j in range(n):
+            out[j] = value
+
+
 def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v, int shift_x, int shift_y,
-            const pal_t[::1] lut, const label_t[::1] remap, label_t[:, ::1] out, const uint8_t[::1] dist=None,
-            const pal_t[::1] coarse_label=None, const uint8_t[::1] coarse=None, int repair_limit=-1,
+            const pal_t[::1] lut, const label_t[::1] remap, label_t[:, ::1] out, const uint8_t[::1] far_bits=None,
+            const pal_t[::1] coarse_label=None, const uint8_t[::1] coarse=None, bint repair=False,
             uint8_t[:, ::1] scratch=None, Py_ssize_t row0=0, Py_ssize_t row1=-1,
             const uint8_t[::1] exact=None, int64_t[::1] counts=None, int ignore=0):
     """out[i, j] = remap[lut[U << 16 | V << 8 | Y]], chroma taken at (i >> shift_y, j >> shift_x):
@@ -141,18 +151,20 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     (1, 0) and 4:4:4 (0, 0); NV12 passes its interleaved chroma plane as two
     strided views.
 
-    Edge repair (with repair_limit >= 0, subsampled chroma): a pixel whose chroma
-    differs (by more than 2 code values) from the neighbouring chroma on its side
-    (horizontally or vertically) lies on an edge; if also its own colour is farther
-    than `repair_limit` from every palette colour (`dist`, the distance table of
-    `lut`), its chroma block straddles a class edge. Such a pixel tries the chroma
+    Edge repair (with repair, 2:1 horizontal chroma): a pixel whose chroma differs
+    (by more than 2 code values) from the neighbouring chroma on its side
+    (horizontally or vertically) lies on an edge; if also its own colour is far
+    from every palette colour (bit key of `far_bits`, 2**24 bits, little-endian
+    within each byte: small enough to stay mostly in cache, where a byte table of
+    distances would miss on every edge pixel), its chroma block straddles a class edge. Such a pixel tries the chroma
     of the neighbouring blocks on its side, with its own luma, and takes the one
     nearest to a palette colour by `coarse`, a 64**3 distance table indexed by the
     top 6 bits of U, V and Y; its palette index comes from `coarse_label`, the index
     at each of its cells' centre (both small enough to stay in cache), its label
     from `remap`. Pixels off edges (flat regions, declared or not) are never
-    visited: edges are found on the chroma rows first. `scratch`: (10, w + 8)
-    bytes (edge flags, pixel positions, keys and flags), one per concurrent call.
+    visited: edges are found on the chroma rows first, once for the two pixel
+    rows of a 4:2:0 chroma row. `scratch`: (11, w + 8) bytes (edge flags,
+    pixel positions, keys, flags, lower row's edge flags), one per concurrent call.
 
     Only rows row0 <= i < row1 (all by default) are written, so that callers
     can split a frame across threads. With `exact` and `counts`, also
@@ -160,6 +172,9 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     `ignore`, and counts[1] += the pixels labelled `ignore` (after repair).
     """
     cdef Py_ssize_t h = out.shape[0], w = out.shape[1], end = h if row1 < 0 else row1, i, j, c, r, rows
+    cdef Py_ssize_t cw = u.shape[1], ch = u.shape[0], k, up, down, half = w >> 1
+    cdef uint64_t ya, yb, na, nb
+    cdef uint32_t ua, ub, va, vb
     cdef Py_ssize_t ys = y.strides[1], us = u.strides[1], vs = v.strides[1]
     cdef const uint8_t* yrow
     cdef const uint8_t* ynext
@@ -169,8 +184,9 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     cdef label_t* onext
     cdef const pal_t* base
     cdef bint packed = ys == 1 and us == 1 and vs == 1 and shift_x == 1
-    cdef bint repair = repair_limit >= 0 and shift_x == 1
+    repair = repair and shift_x == 1
     cdef uint8_t* edges = NULL
+    cdef uint8_t* lower = NULL
     cdef int32_t* spots = NULL
     cdef uint32_t* keys = NULL
     cdef uint8_t* far = NULL
@@ -179,10 +195,11 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
         spots = <int32_t*>&scratch[1, 0]
         keys = <uint32_t*>&scratch[5, 0]
         far = &scratch[9, 0]
+        lower = &scratch[10, 0]
     cdef bint stats = exact is not None and counts is not None
     cdef const uint8_t* ex = &exact[0] if stats else NULL
     cdef int64_t n = 0
-    cdef uint32_t uv, k
+    cdef uint32_t uv
     with nogil:
         i = row0
         while i < end:
@@ -196,32 +213,79 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                 rows = 2
                 ynext = &y[i + 1, 0]
                 onext = &out[i + 1, 0]
-                for c in range(w >> 1):
-                    base = &lut[((<uint32_t>urow[c] << 8) | vrow[c]) << 8]
-                    orow[2 * c] = remap[base[yrow[2 * c]]]
-                    orow[2 * c + 1] = remap[base[yrow[2 * c + 1]]]
-                    onext[2 * c] = remap[base[ynext[2 * c]]]
-                    onext[2 * c + 1] = remap[base[ynext[2 * c + 1]]]
+                c = 0
+                while c < half:
+                    # 4 chroma columns (8 pixels of each row) whose Y, U and V all equal the
+                    # previous column's have its labels: masks are mostly flat, so most of a
+                    # frame is copied, not looked up (a check per 8 pixels where it is not)
+                    if 0 < c <= half - 4:
+                        memcpy(&ya, yrow + 2 * c, 8)
+                        memcpy(&yb, yrow + 2 * c - 1, 8)
+                        memcpy(&na, ynext + 2 * c, 8)
+                        memcpy(&nb, ynext + 2 * c - 1, 8)
+                        memcpy(&ua, urow + c, 4)
+                        memcpy(&ub, urow + c - 1, 4)
+                        memcpy(&va, vrow + c, 4)
+                        memcpy(&vb, vrow + c - 1, 4)
+                        if ya == yb and na == nb and ua == ub and va == vb:
+                            _fill(orow + 2 * c, orow[2 * c - 1], 8)
+                            _fill(onext + 2 * c, onext[2 * c - 1], 8)
+                            c = c + 4
+                            continue
+                    for c in range(c, c + 4 if c + 4 <= half else half):
+                        base = &lut[((<uint32_t>urow[c] << 8) | vrow[c]) << 8]
+                        orow[2 * c] = remap[base[yrow[2 * c]]]
+                        orow[2 * c + 1] = remap[base[yrow[2 * c + 1]]]
+                        onext[2 * c] = remap[base[ynext[2 * c]]]
+                        onext[2 * c + 1] = remap[base[ynext[2 * c + 1]]]
+                    c = c + 1
                 if w & 1:
                     base = &lut[((<uint32_t>urow[w >> 1] << 8) | vrow[w >> 1]) << 8]
                     orow[w - 1] = remap[base[yrow[w - 1]]]
                     onext[w - 1] = remap[base[ynext[w - 1]]]
             elif packed:
-                for c in range(w >> 1):
-                    base = &lut[((<uint32_t>urow[c] << 8) | vrow[c]) << 8]
-                    orow[2 * c] = remap[base[yrow[2 * c]]]
-                    orow[2 * c + 1] = remap[base[yrow[2 * c + 1]]]
+                c = 0
+                while c < half:  # as above, one row
+                    if 0 < c <= half - 4:
+                        memcpy(&ya, yrow + 2 * c, 8)
+                        memcpy(&yb, yrow + 2 * c - 1, 8)
+                        memcpy(&ua, urow + c, 4)
+                        memcpy(&ub, urow + c - 1, 4)
+                        memcpy(&va, vrow + c, 4)
+                        memcpy(&vb, vrow + c - 1, 4)
+                        if ya == yb and ua == ub and va == vb:
+                            _fill(orow + 2 * c, orow[2 * c - 1], 8)
+                            c = c + 4
+                            continue
+                    for c in range(c, c + 4 if c + 4 <= half else half):
+                        base = &lut[((<uint32_t>urow[c] << 8) | vrow[c]) << 8]
+                        orow[2 * c] = remap[base[yrow[2 * c]]]
+                        orow[2 * c + 1] = remap[base[yrow[2 * c + 1]]]
+                    c = c + 1
                 if w & 1:
                     orow[w - 1] = remap[lut[(((<uint32_t>urow[w >> 1] << 8) | vrow[w >> 1]) << 8) | yrow[w - 1]]]
             else:
                 for j in range(w):
                     c = j >> shift_x
                     orow[j] = remap[lut[(((<uint32_t>urow[c * us] << 8) | vrow[c * vs]) << 8) | yrow[j * ys]]]
-            for r in range(i, i + rows):
-                if repair:
-                    _repair_row(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_y, &dist[0], repair_limit, edges, spots,
-                                keys, far, &coarse_label[0], &coarse[0], &remap[0])
-                if stats:
+            if repair and cw >= 2:
+                k = i >> shift_y
+                if rows == 2:  # one edge scan serves both pixel rows of the chroma row
+                    up, down = _side_row(k, -1, ch), _side_row(k, 1, ch)
+                    _chroma_edges(&u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], &u[down, 0], &v[down, 0], us, vs, cw,
+                                  edges, lower)
+                else:  # the side of a pixel row: above for the upper row of a 4:2:0 chroma row, else below
+                    up = _side_row(k, (-1 if (i & 1) == 0 else 1) if shift_y else 0, ch)
+                    down = up
+                    _chroma_edges(&u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], NULL, NULL, us, vs, cw, edges, NULL)
+                _repair_pixels(edges, &u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], us, vs, cw, &y[i, 0], ys, &out[i, 0],
+                               w, &far_bits[0], spots, keys, far, &coarse_label[0], &coarse[0], &remap[0])
+                if rows == 2:
+                    _repair_pixels(lower, &u[k, 0], &v[k, 0], &u[down, 0], &v[down, 0], us, vs, cw, &y[i + 1, 0], ys,
+                                   &out[i + 1, 0], w, &far_bits[0], spots, keys, far, &coarse_label[0],
+                                   &coarse[0], &remap[0])
+            if stats:
+                for r in range(i, i + rows):
                     n += _count_exact(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_x, shift_y, ex, ignore)
             i += rows
     if stats:
@@ -242,56 +306,74 @@ cdef inline uint8_t _edge(const uint8_t* urow, const uint8_t* vrow, const uint8_
             | _far(urow[c * us], uside[c * us]) | _far(vrow[c * vs], vside[c * vs]))
 
 
-cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const uint8_t* yrow, Py_ssize_t ys,
-                             label_t* orow, Py_ssize_t w, Py_ssize_t i, int shift_y, const uint8_t* dist,
-                             int limit, uint8_t* edges, int32_t* spots, uint32_t* keys, uint8_t* far,
-                             const pal_t* coarse_label, const uint8_t* coarse, const label_t* remap) noexcept nogil:
-    """Edge repair of row i, 2:1 horizontal chroma (see map_yuv)."""
-    cdef Py_ssize_t us = u.strides[1], vs = v.strides[1], cw = u.shape[1], k = i >> shift_y, kn = k, j, c, cn
-    cdef uint32_t own_u, own_v
-    cdef uint64_t word
-    if shift_y:  # the chroma row on this pixel row's side of its block
-        kn = k - 1 if (i & 1) == 0 else k + 1
-        if kn < 0 or kn >= u.shape[0]:
-            kn = k
-    cdef const uint8_t* urow = &u[k, 0]
-    cdef const uint8_t* vrow = &v[k, 0]
-    cdef const uint8_t* uside = &u[kn, 0]
-    cdef const uint8_t* vside = &v[kn, 0]
-    if cw < 2:
-        return
-    # 1. chroma columns whose chroma differs from a neighbour (left, right, or on this row's side);
-    # planar rows go 8 columns at a time where all their chroma equals the neighbours' (flat regions)
-    cdef uint64_t a, left, right, side, va, vleft, vright, vside8
-    c = 1
+cdef inline void _chroma_edges(const uint8_t* urow, const uint8_t* vrow, const uint8_t* uup, const uint8_t* vup,
+                               const uint8_t* udown, const uint8_t* vdown, Py_ssize_t us, Py_ssize_t vs,
+                               Py_ssize_t cw, uint8_t* upper, uint8_t* lower) noexcept nogil:
+    """Edge flags of one chroma row (cw >= 2 columns) for the pixel rows it covers: upper[c] is 1
+    when column c's chroma differs (see _far) from its left or right neighbour or from the chroma
+    row above (uup, vup), lower[c] likewise with the row below (udown, vdown); lower may be NULL
+    (one pixel row). Planar rows go 8 columns at a time where all their chroma equals the
+    neighbours' (flat regions), so a flat row costs a few word compares per 8 columns."""
+    cdef Py_ssize_t c = 1, j, q
+    cdef uint64_t a, left, right, up, down, va, vleft, vright, vup8, vdown8
+    cdef uint8_t hor
     if us == 1 and vs == 1:
         while c + 9 <= cw:
             memcpy(&a, urow + c, 8)
             memcpy(&left, urow + c - 1, 8)
             memcpy(&right, urow + c + 1, 8)
-            memcpy(&side, uside + c, 8)
+            memcpy(&up, uup + c, 8)
             memcpy(&va, vrow + c, 8)
             memcpy(&vleft, vrow + c - 1, 8)
             memcpy(&vright, vrow + c + 1, 8)
-            memcpy(&vside8, vside + c, 8)
-            if a == left and a == right and a == side and va == vleft and va == vright and va == vside8:
-                memset(edges + c, 0, 8)
+            memcpy(&vup8, vup + c, 8)
+            if lower != NULL:
+                memcpy(&down, udown + c, 8)
+                memcpy(&vdown8, vdown + c, 8)
+            else:
+                down, vdown8 = a, va
+            if (a == left and a == right and a == up and a == down and va == vleft and va == vright
+                    and va == vup8 and va == vdown8):
+                memset(upper + c, 0, 8)
+                if lower != NULL:
+                    memset(lower + c, 0, 8)
                 c = c + 8
                 continue
             for j in range(c, c + 8):
-                edges[j] = _edge(urow, vrow, uside, vside, 1, 1, j)
+                hor = (_far(urow[j], urow[j - 1]) | _far(vrow[j], vrow[j - 1])
+                       | _far(urow[j], urow[j + 1]) | _far(vrow[j], vrow[j + 1]))
+                upper[j] = hor | _far(urow[j], uup[j]) | _far(vrow[j], vup[j])
+                if lower != NULL:
+                    lower[j] = hor | _far(urow[j], udown[j]) | _far(vrow[j], vdown[j])
             c = c + 8
     while c < cw - 1:
-        edges[c] = _edge(urow, vrow, uside, vside, us, vs, c)
+        hor = (_far(urow[c * us], urow[(c - 1) * us]) | _far(vrow[c * vs], vrow[(c - 1) * vs])
+               | _far(urow[c * us], urow[(c + 1) * us]) | _far(vrow[c * vs], vrow[(c + 1) * vs]))
+        upper[c] = hor | _far(urow[c * us], uup[c * us]) | _far(vrow[c * vs], vup[c * vs])
+        if lower != NULL:
+            lower[c] = hor | _far(urow[c * us], udown[c * us]) | _far(vrow[c * vs], vdown[c * vs])
         c = c + 1
-    edges[0] = (_far(urow[0], urow[us]) | _far(vrow[0], vrow[vs]) | _far(urow[0], uside[0])
-                | _far(vrow[0], vside[0]))
-    c = cw - 1
-    edges[c] = (_far(urow[c * us], urow[(c - 1) * us]) | _far(vrow[c * vs], vrow[(c - 1) * vs])
-                | _far(urow[c * us], uside[c * us]) | _far(vrow[c * vs], vside[c * vs]))
-    # 2. the pixels of those columns not flat on their own side, with their colour keys
-    cdef Py_ssize_t m = 0, q
-    c = 0
+    for q in range(2):  # the first and last columns have one horizontal neighbour
+        c = 0 if q == 0 else cw - 1
+        j = 1 if q == 0 else cw - 2
+        hor = _far(urow[c * us], urow[j * us]) | _far(vrow[c * vs], vrow[j * vs])
+        upper[c] = hor | _far(urow[c * us], uup[c * us]) | _far(vrow[c * vs], vup[c * vs])
+        if lower != NULL:
+            lower[c] = hor | _far(urow[c * us], udown[c * us]) | _far(vrow[c * vs], vdown[c * vs])
+
+
+cdef inline void _repair_pixels(const uint8_t* edges, const uint8_t* urow, const uint8_t* vrow,
+                                const uint8_t* uside, const uint8_t* vside, Py_ssize_t us, Py_ssize_t vs,
+                                Py_ssize_t cw, const uint8_t* yrow, Py_ssize_t ys, label_t* orow, Py_ssize_t w,
+                                const uint8_t* far_bits, int32_t* spots, uint32_t* keys, uint8_t* far,
+                                const pal_t* coarse_label, const uint8_t* coarse,
+                                const label_t* remap) noexcept nogil:
+    """Edge repair of one pixel row, 2:1 horizontal chroma (see map_yuv), given its chroma
+    row (urow, vrow), the chroma row on its side (uside, vside) and its edge flags."""
+    cdef Py_ssize_t m = 0, q, c = 0, j, cn
+    cdef uint32_t own_u, own_v
+    cdef uint64_t word
+    # 1. the pixels of edge columns not flat on their own side, with their colour keys
     while c < cw:
         if c + 8 <= cw:
             memcpy(&word, edges + c, 8)
@@ -311,10 +393,10 @@ cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const
                     keys[m] = (((own_u << 8) | own_v) << 8) | yrow[j * ys]
                     m = m + 1
         c = c + 1
-    # 3. their distances in one tight loop (independent loads from the big table overlap)
+    # 2. which are far from every palette colour, in one tight loop (independent loads overlap)
     for q in range(m):
-        far[q] = dist[keys[q]] > limit
-    # 4. those far from every palette colour: their chroma block straddles a class edge
+        far[q] = (far_bits[keys[q] >> 3] >> (keys[q] & 7)) & 1
+    # 3. those far from every palette colour: their chroma block straddles a class edge
     for q in range(m):
         if far[q]:
             j = spots[q]
@@ -323,6 +405,11 @@ cdef inline void _repair_row(const uint8_t[:, :] u, const uint8_t[:, :] v, const
             if cn < 0 or cn >= cw:
                 cn = c
             orow[j] = remap[_repair(urow, vrow, uside, vside, us, vs, c, cn, yrow[j * ys], coarse_label, coarse)]
+
+
+cdef inline Py_ssize_t _side_row(Py_ssize_t k, Py_ssize_t step, Py_ssize_t rows) noexcept nogil:
+    """Chroma row k + step, or k itself at the plane's border."""
+    return k + step if 0 <= k + step < rows else k
 
 
 cdef inline int64_t _count_exact(const uint8_t[:, :] u, const uint8_t[:, :] v, const uint8_t* yrow, Py_ssize_t ys,
@@ -416,15 +503,38 @@ def split_instances(const index_t[:, :] colour_index, const int32_t[::1] roi_of,
                 boxes[k, 4] = i + 1
 
 
+cdef inline Py_ssize_t _same_until(const pal_t* row, Py_ssize_t j, Py_ssize_t w) noexcept nogil:
+    """The first column k >= j (k < w) whose value differs from row[k - 1], else w; 0 < j.
+    Compares 8 bytes at a time against the same bytes one value earlier (runs are long)."""
+    cdef uint64_t a, b
+    cdef Py_ssize_t step = 8 // sizeof(pal_t)
+    while j + step <= w:
+        memcpy(&a, row + j, 8)
+        memcpy(&b, row + j - 1, 8)
+        if a != b:
+            break
+        j = j + step
+    while j < w and row[j] == row[j - 1]:
+        j = j + 1
+    return j
+
+
 def count_runs(const pal_t[:, ::1] index) -> Py_ssize_t:
     """The number of runs of equal values, row by row (runs never cross rows)."""
     cdef Py_ssize_t h = index.shape[0], w = index.shape[1], i, j, n = 0
+    cdef const pal_t* row
     with nogil:
         for i in range(h):
-            if w:
+            if w == 0:
+                continue
+            row = &index[i, 0]
+            j = 1
+            while True:
                 n += 1
-            for j in range(1, w):
-                n += index[i, j] != index[i, j - 1]
+                j = _same_until(row, j, w)
+                if j >= w:
+                    break
+                j = j + 1
     return n
 
 
@@ -432,14 +542,22 @@ def encode_runs(const pal_t[:, ::1] index, pal_t[::1] values, uint32_t[::1] ends
     """Run-length code `index` row by row: run r holds values[r] up to column ends[r] (exclusive);
     row i's runs are row_start[i] <= r < row_start[i + 1]. Sizes from count_runs."""
     cdef Py_ssize_t h = index.shape[0], w = index.shape[1], i, j, r = 0
+    cdef const pal_t* row
     with nogil:
         for i in range(h):
             row_start[i] = r
-            for j in range(1, w + 1):
-                if j == w or index[i, j] != index[i, j - 1]:
-                    values[r] = index[i, j - 1]
-                    ends[r] = <uint32_t>j
-                    r += 1
+            if w == 0:
+                continue
+            row = &index[i, 0]
+            j = 1
+            while True:
+                j = _same_until(row, j, w)
+                values[r] = row[j - 1]
+                ends[r] = <uint32_t>j
+                r += 1
+                if j >= w:
+                    break
+                j = j + 1
         row_start[h] = r
 
 

@@ -234,15 +234,18 @@ def _in_palette(lut: np.ndarray, index: np.ndarray, palette: Palette) -> np.ndar
 
 
 @lru_cache(maxsize=64)
-def _yuv_coarse(palette: Palette, radius2: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
+def _yuv_repair(palette: Palette, radius2: int, matrix: str,
+                full_range: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For edge repair: the 64**3 coarse tables of the distance to the nearest palette colour
-    and of the palette index at each cell's centre (small enough to stay in cache)."""
+    and of the palette index at each cell's centre, and one bit per YUV triple farther than
+    EDGE_REPAIR_DISTANCE from every palette colour (2 MiB: all small enough to stay in cache)."""
     clean, dist = _yuv_index(palette, radius2, matrix, full_range)
     coarse, coarse_index = (np.ascontiguousarray(a.reshape(256, 256, 256)[2::4, 2::4, 2::4]).reshape(-1)
                             for a in (dist, clean))
-    for array in (coarse, coarse_index):
+    far_bits = np.packbits(dist > EDGE_REPAIR_DISTANCE, bitorder="little")
+    for array in (coarse, coarse_index, far_bits):
         array.setflags(write=False)
-    return coarse, coarse_index
+    return coarse, coarse_index, far_bits
 
 
 @lru_cache(maxsize=32)
@@ -337,17 +340,18 @@ def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out:
     ignore = int(remap[0])
     lut, dist = _yuv_index(palette, radius2, planes.matrix, planes.full_range)
     repair = edge_repair and planes.shift_x == 1
-    coarse, coarse_index = _yuv_coarse(palette, radius2, planes.matrix, planes.full_range) if repair \
-        else (None, None)
+    coarse, coarse_index, far_bits = _yuv_repair(palette, radius2, planes.matrix, planes.full_range) if repair \
+        else (None, None, None)
     exact = None if counts is None else _yuv_exact(palette, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
     bands = row_bands(rows.shape[0], align=2, threads=threads)  # even, so chroma rows are not split
-    # the kernel's scratch per band: edge flags, pixel positions, keys, flags (rows 4-byte aligned)
-    scratch = np.empty((len(bands), 10, -(-(out.shape[1] + 8) // 4) * 4), np.uint8) if repair else [None] * len(bands)
+    # the kernel's scratch per band: edge flags, pixel positions, keys, flags, the lower row's
+    # edge flags (rows 4-byte aligned)
+    scratch = np.empty((len(bands), 11, -(-(out.shape[1] + 8) // 4) * 4), np.uint8) if repair else [None] * len(bands)
     parts = None if counts is None else np.zeros((len(bands), 3), np.int64)  # a row of counts per band
     run_bands(lambda r0, r1, k: kernels.map_yuv(
-        planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, remap, rows, dist, coarse_index, coarse,
-        EDGE_REPAIR_DISTANCE if repair else -1, scratch[k], r0, r1, exact, None if parts is None else parts[k],
+        planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, remap, rows, far_bits, coarse_index, coarse,
+        repair, scratch[k], r0, r1, exact, None if parts is None else parts[k],
         ignore), bands)
     if counts is not None:
         counts += parts.sum(axis=0)
