@@ -208,9 +208,9 @@ def _report_failures(failures: Sequence[dict]) -> None:
               help="png: single-channel label maps and RGB images; npz: compressed arrays; "
                    "coco: COCO instance annotations.json (RLE) and images; coco-panoptic: COCO panoptic PNGs "
                    "and panoptic.json; "
-                   "webdataset: tar shards.")
+                   "webdataset: tar shards; parquet: Parquet shards (Hugging Face datasets, [parquet] extra).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Samples per WebDataset shard.")
+              help="Samples per WebDataset or Parquet shard.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: cores; 1: in this process); with --backend ray, tasks in flight.")
 @click.option("--resume/--overwrite", default=True, show_default=True,

@@ -4,10 +4,11 @@ from __future__ import annotations
 from .errors import MaskdecError
 from .export_coco import COCO, COCO_PANOPTIC
 from .export_formats import NPZ, PNG, WEBDATASET, FormatSpec
+from .export_parquet import PARQUET
 
 __all__ = ["FORMATS", "FORMAT_NAMES", "format_spec"]
 
-FORMATS: dict[str, FormatSpec] = {spec.name: spec for spec in (PNG, NPZ, WEBDATASET, COCO, COCO_PANOPTIC)}
+FORMATS: dict[str, FormatSpec] = {spec.name: spec for spec in (PNG, NPZ, WEBDATASET, COCO, COCO_PANOPTIC, PARQUET)}
 #: The names `maskdec export --format` accepts, the default first.
 FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
 
