@@ -48,6 +48,7 @@ class ReaderCache:
         self.opened = 0  # readers opened so far
         self._readers: OrderedDict[str, MediaReader] = OrderedDict()
         self._closed_decoded: dict[str, int] = {}  # frames decoded by readers closed since
+        self._closed_skipped: dict[str, int] = {}  # frames skipped by readers closed since
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -59,6 +60,7 @@ class ReaderCache:
             _INHERITED.extend(self._readers.values())  # never used nor freed here (see _INHERITED)
             self._readers = OrderedDict()
             self._closed_decoded = {}
+            self._closed_skipped = {}
             self._pid = os.getpid()
         reader = self._readers.get(uri)
         if reader is not None:
@@ -85,17 +87,26 @@ class ReaderCache:
         closed readers included: decoding a GOP twice shows as more frames."""
         out = dict(self._closed_decoded)
         for uri, reader in self._readers.items():
-            out[uri] = out.get(uri, 0) + _decoded_by(reader)
+            out[uri] = out.get(uri, 0) + _count(reader, "decoded")
+        return out
+
+    def skipped(self) -> dict[str, int]:
+        """Frames per file the decoders passed without decoding them (`Decoder.skipped`: frames
+        nobody asked for that no frame refers to), closed readers included."""
+        out = dict(self._closed_skipped)
+        for uri, reader in self._readers.items():
+            out[uri] = out.get(uri, 0) + _count(reader, "skipped")
         return out
 
     def _close(self, uri: str, reader: MediaReader) -> None:
-        self._closed_decoded[uri] = self._closed_decoded.get(uri, 0) + _decoded_by(reader)
+        self._closed_decoded[uri] = self._closed_decoded.get(uri, 0) + _count(reader, "decoded")
+        self._closed_skipped[uri] = self._closed_skipped.get(uri, 0) + _count(reader, "skipped")
         reader.close()
 
 
-def _decoded_by(reader: MediaReader) -> int:
+def _count(reader: MediaReader, what: str) -> int:
     decoder = getattr(reader, "_decoder", None)  # None: a still, or nothing decoded yet
-    return 0 if decoder is None else decoder.decoded
+    return 0 if decoder is None else getattr(decoder, what)
 
 
 class MaskDataset:

@@ -5,6 +5,8 @@ forward: it seeks when the next needed frame's keyframe lies ahead of it (or the
 frame lies behind it), else it keeps decoding. So each GOP is decoded at most
 once per batch, and a late frame never means decoding from the start.
 A decoder keeps its place between batches, so sequential access does not seek.
+Frames between the wanted ones that no frame refers to are skipped where the
+reader allows it (media/skip.py): a wanted frame is never skipped.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import av
 
 from ..errors import MaskdecError, MediaDecodeError
 from .index import FrameIndex, TimestampUnit
-
+from .skip import SkipPlan
 
 
 class Seekable(Protocol):
@@ -26,7 +28,7 @@ class Seekable(Protocol):
 
     def seek(self, pts: int) -> None: ...
 
-    def decode(self) -> Iterator[av.VideoFrame]: ...
+    def decode(self, skip: Optional[SkipPlan] = None) -> Iterator[av.VideoFrame]: ...
 
 
 class FrameSource(Protocol):
@@ -70,10 +72,13 @@ def plan_file(index: FrameIndex, positions: Iterable[int], at: Optional[int] = N
 class Decoder:
     """Decodes one open reader's frames at index positions, following `plan_file`.
 
-    `decoded` counts the frames the decoder presented, `seeks` the seeks made.
+    `decoded` counts the frames the decoder presented (decoded in full), `skipped` the index
+    positions it passed without presenting (left undecoded under `skip`), `seeks` the seeks
+    made. With `skip` (a SkipPlan), frames nobody asked for that no frame refers to are
+    skipped; should a wanted frame still not come, the decoder stops skipping and retries.
     """
 
-    def __init__(self, reader: Seekable, index: FrameIndex, *, fresh: bool) -> None:
+    def __init__(self, reader: Seekable, index: FrameIndex, *, fresh: bool, skip: Optional[SkipPlan] = None) -> None:
         # A proxy: no reference cycle, so a closed or dropped reader frees its frames at once
         # (frames freed later by the garbage collector can hang a forked child inside FFmpeg).
         self.reader = weakref.proxy(reader)
@@ -81,7 +86,10 @@ class Decoder:
         self._frames: Optional[Iterator[av.VideoFrame]] = None
         self._at: Optional[int] = 0 if fresh else None  # the position presented next
         self._last: Optional[tuple[int, av.VideoFrame]] = None  # the last frame presented, kept for repeats
+        self._shown: Optional[int] = None  # the position presented last since decoding (re)started
+        self.skip = skip
         self.decoded = 0
+        self.skipped = 0
         self.seeks = 0
 
     def frames(self, positions: Iterable[int]) -> Iterator[tuple[int, av.VideoFrame]]:
@@ -89,6 +97,8 @@ class Decoder:
         wanted = sorted(set(positions))
         held = self._last
         to_decode = [p for p in wanted if held is None or p != held[0]]
+        if self.skip is not None:
+            self._want(to_decode)
         seek_at = {step.positions[0]: step.seek for step in plan_file(self.index, to_decode, self._at)
                    if step.seek is not None}
         for p in wanted:
@@ -99,18 +109,38 @@ class Decoder:
                 self._seek(seek_at[p])
             yield p, self._forward_to(p)
 
+    def _want(self, positions: list[int]) -> None:
+        """Tell the skip plan what this request wants. Frames an earlier request had sent to be
+        skipped, ahead of where the decoder stands (a request left unfinished), may never come:
+        if this request wants one, it seeks."""
+        pts = [self.index.pts[p] for p in positions]
+        if self._at is not None and self.skip.sent:
+            passed = self.index.pts[min(self._at, len(self.index)) - 1] if self._at else None
+            ahead = {t for t in self.skip.sent if passed is None or t > passed}
+            self.skip.sent[:] = sorted(ahead)  # those behind the decoder are settled
+            if any(t in ahead for t in pts):
+                self._at = None
+        self.skip.want(pts)
+
     def release(self) -> None:
         """Drop the decoding state and the frame kept for repeats."""
         self._frames = None
         self._last = None
         self._at = None
+        self._shown = None
 
     def _seek(self, gop: int) -> None:
         self.reader.seek(self.index.key_pts[gop])
         self.seeks += 1
-        self._frames = self.reader.decode()
+        self._start()
         self._at = self.index.first_of_gop(gop)
+        self._shown = self._at - 1
         self._last = None
+
+    def _start(self) -> None:
+        if self.skip is not None:
+            self.skip.restart()
+        self._frames = self.reader.decode(self.skip)
 
     def _forward_to(self, p: int) -> av.VideoFrame:
         """Decode forward to position p; if the decoder passes it by (a seek that landed
@@ -125,13 +155,16 @@ class Decoder:
                 raise MediaDecodeError(
                     f"{self.reader.uri}: frame {p} (pts {self.index.pts[p]}, {float(self.index.ms(p)):.1f} ms) "
                     f"is in the index but the decoder did not present it")
+            if self.skip is not None and self.skip.sent:  # did skipping cost a wanted frame? decode all from now on
+                self.skip = None
             self._seek(retries.pop(0))
 
     def _pull_until(self, p: int) -> Optional[av.VideoFrame]:
         if self._frames is None:
-            self._frames = self.reader.decode()
+            self._start()
             if self._at is None:
                 self._at = 0
+            self._shown = self._at - 1
         target = self.index.pts[p]
         for frame in self._frames:
             if frame.pts is None:
@@ -139,6 +172,9 @@ class Decoder:
             self.decoded += 1
             q = self.index.position_of_pts(frame.pts)
             if q is not None:
+                if self._shown is not None and q > self._shown + 1:
+                    self.skipped += q - self._shown - 1
+                self._shown = q
                 self._at = q + 1
             if frame.pts == target:
                 self._last = (p, frame)

@@ -27,6 +27,7 @@ from ..limits import check_pixels, max_pixels
 from .ffv1 import SliceCheck
 from .index import FrameIndex, TimestampUnit, build_index, cached_index, check_cache_dir, store_index
 from .planner import Decoder
+from .skip import SkipPlan, can_skip, skip_frames_enabled
 from .uri import open_uri
 
 
@@ -56,11 +57,13 @@ class MediaReader:
     timestamp in ascending order, the chosen frame (or the range error for it).
     The reader keeps its decoder's place between calls, so later calls asking for
     later frames continue forward. `threads`: decoder threads (see resolve_threads);
-    `cache_dir`: a folder for frame indexes kept on disk.
+    `cache_dir`: a folder for frame indexes kept on disk; `skip_frames`: let the decoder skip
+    frames nobody asked for that no frame refers to (media/skip.py; default
+    MASKDEC_SKIP_FRAMES, on). `skips` tells whether it does for this file.
     """
 
     def __init__(self, uri: str, *, threads: Optional[int] = None,
-                 cache_dir: Union[str, os.PathLike, None] = None) -> None:
+                 cache_dir: Union[str, os.PathLike, None] = None, skip_frames: Optional[bool] = None) -> None:
         self.uri = uri
         self.cache_dir = None if cache_dir is None else check_cache_dir(cache_dir)
         self._file = None
@@ -117,6 +120,9 @@ class MediaReader:
         pix_fmt = ctx.pix_fmt or ""
         # Exact colours only when the codec is lossless and stores them without a YUV round trip.
         self.lossless = self.codec in LOSSLESS_CODECS and not pix_fmt.startswith(("yuv", "nv"))
+        if skip_frames is None:
+            skip_frames = skip_frames_enabled()
+        self.skips = bool(skip_frames) and not self.is_still and can_skip(self.codec, fmt, ctx.extradata)
 
     # ------------------------------------------------------------ lifecycle
     def _close_file(self) -> None:
@@ -157,7 +163,7 @@ class MediaReader:
                 index = build_index(self)
                 store_index(index, self.cache_dir)
             self._index = index
-            self._decoder = Decoder(self, index, fresh=fresh)
+            self._decoder = Decoder(self, index, fresh=fresh, skip=SkipPlan() if self.skips else None)
         return self._decoder
 
     @property
@@ -172,9 +178,10 @@ class MediaReader:
         except av.FFmpegError as exc:
             raise MediaDecodeError(f"{self.uri}: cannot seek to pts {pts}: {exc}") from None
 
-    def decode(self) -> Iterator[av.VideoFrame]:
-        """Frames from wherever the demuxer is, in presentation order."""
-        return _decode(self.container, self.stream, self.uri, self._slice_check)  # no reference to the reader
+    def decode(self, skip: Optional[SkipPlan] = None) -> Iterator[av.VideoFrame]:
+        """Frames from wherever the demuxer is, in presentation order; with `skip`, frames it
+        calls discardable are left undecoded where no other frame refers to them."""
+        return _decode(self.container, self.stream, self.uri, self._slice_check, skip)  # no reference to the reader
 
     def frames_at(self, timestamps: Sequence[int], unit: TimestampUnit = "ms"
                   ) -> Iterator[tuple[int, Union[av.VideoFrame, TimestampRangeError]]]:
@@ -210,12 +217,27 @@ class MediaReader:
             yield ts, frame
 
 
-def _decode(container, stream, uri: str, check: Optional[SliceCheck] = None) -> Iterator[av.VideoFrame]:
+def _decode(container, stream, uri: str, check: Optional[SliceCheck] = None,
+            skip: Optional[SkipPlan] = None) -> Iterator[av.VideoFrame]:
     """Decode from the demuxer's place; a frame the decoder flags as corrupt, or (with
-    `check`) one whose packet fails its FFV1 slice CRCs, raises MediaDecodeError."""
+    `check`) one whose packet fails its FFV1 slice CRCs, raises MediaDecodeError. With `skip`,
+    each packet goes to the decoder with skip_frame NONREF when `skip` calls it discardable
+    (FFmpeg then skips it if no frame refers to it), else DEFAULT."""
     damaged: dict[Optional[int], str] = {}  # pts of packets that fail `check` -> what failed
+    ctx = stream.codec_context
+    skipping = ctx.skip_frame != "DEFAULT"
+    if skipping:  # left so by an earlier pass
+        ctx.skip_frame = "DEFAULT"
+        skipping = False
     try:
         for packet in container.demux(stream):
+            if skip is not None:
+                drop = packet.size > 0 and skip.discardable(packet.pts)
+                if drop != skipping:
+                    ctx.skip_frame = "NONREF" if drop else "DEFAULT"  # frame threads copy it per packet
+                    skipping = drop
+                if drop:
+                    skip.sent.append(packet.pts)
             if check is not None and packet.size:
                 problem = check.damage(bytes(packet))
                 if problem is not None:
