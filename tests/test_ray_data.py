@@ -122,6 +122,18 @@ def test_options_reach_the_read_tasks(local_ray, realistic):
     assert all(np.isin(r["label_map"], [200, *labels.values()]).all() for r in rows)
 
 
+def test_limit_and_fewer_read_tasks(local_ray, realistic):
+    """ds.limit (Ray pushes a row limit into the read tasks) and override_num_blocks (units packed whole)."""
+    expected = reference(realistic.frames_path, images=False)
+    rows = mray.read_samples(realistic.frames_path, images=False).limit(5).take_all()
+    assert len(rows) == 5 and len({key(r) for r in rows}) == 5
+    packed = mray.read_samples(realistic.frames_path, images=False, override_num_blocks=2)
+    rows = packed.take_all()
+    assert sorted(key(r) for r in rows) == sorted(expected)
+    for row in rows:
+        assert np.array_equal(row["label_map"], expected[key(row)].label_map)
+
+
 @pytest.mark.parametrize("options, match", [
     ({"tolerence": 3}, "tolerance"),  # misspelt
     ({"images": "yes"}, "images"),

@@ -53,9 +53,9 @@ class MaskdecDatasource(Datasource):
             read = functools.partial(_read_unit, self.labels, requests, self._options, self._on_failure,
                                      self._samples_per_block)
             rows = len(requests) if self._on_failure == "raise" else None
-            tasks.append(ReadTask(read, BlockMetadata(num_rows=rows, size_bytes=None, exec_stats=None,
-                                                      input_files=sorted(files)),
-                                  per_task_row_limit=per_task_row_limit))
+            metadata = BlockMetadata(num_rows=rows, size_bytes=None, exec_stats=None, input_files=sorted(files))
+            limit = {} if per_task_row_limit is None else {"per_task_row_limit": per_task_row_limit}  # Ray >= 2.52
+            tasks.append(ReadTask(read, metadata, **limit))
         return tasks
 
 
