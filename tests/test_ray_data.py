@@ -261,3 +261,15 @@ def test_a_new_process_joins_the_running_instance_by_address(local_ray, realisti
                           env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-2:] == ["72", local_ray]
+
+
+def test_without_ray_a_missing_extra_error_names_the_extra(realistic):
+    code = ("import sys; sys.modules['ray'] = None\n"  # `import ray` fails as if Ray were not installed
+            "import maskdec.ray\n"
+            "try:\n"
+            "    maskdec.ray.read_samples(%r)\n"
+            "except maskdec.MissingExtraError as exc:\n"
+            "    print(exc)\n" % str(realistic.frames_path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pip install maskdec[ray]" in done.stdout
