@@ -31,6 +31,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
+import cv2
 import numpy as np
 
 from .errors import MaskdecError, MissingExtraError
@@ -111,7 +112,9 @@ def _pycocotools_mask():
 
 def coco_rle(mask: np.ndarray) -> dict:
     """The COCO compressed RLE of an (H, W) bool mask: {"size": [H, W], "counts": str}."""
-    rle = _pycocotools_mask().encode(np.asfortranarray(mask.view(np.uint8)))
+    # the Fortran-ordered (H, W) array pycocotools asks for: OpenCV's blocked transpose, seen transposed
+    fortran = cv2.transpose(np.ascontiguousarray(mask.view(np.uint8))).T
+    rle = _pycocotools_mask().encode(fortran)
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
@@ -191,7 +194,7 @@ class _CocoWriter:
                                   f"{MAX_SEGMENT_ID}")
         for j, class_id in enumerate(class_ids):
             lut[free & (classes == class_id)] = base + 1 + j
-        ids = lut[colour_index]
+        ids = lut[colour_index] if class_ids else None
         for j, class_id in enumerate(class_ids):
             mask = ids == base + 1 + j
             rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -199,7 +202,8 @@ class _CocoWriter:
             info.append({"id": base + 1 + j, "category_id": class_id, "area": int(np.count_nonzero(mask)),
                          "bbox": _xywh(box), "iscrowd": 0})
         rel = f"panoptic/{sample_key(sample.frame_index, sample.source_id, sample.mask_id)}.png"
-        self.store.write_bytes(rel, encode_png(id_to_rgb(ids), rgb=True))
+        bgr = np.ascontiguousarray(id_to_rgb(lut)[:, ::-1])  # palette index -> the id's colour, as OpenCV writes
+        self.store.write_bytes(rel, encode_png(bgr[colour_index]))  # one pass over the pixels
         return {"panoptic": rel, "segments_info": info}
 
 
