@@ -120,6 +120,13 @@ def corrupt_packet(path: Path, out: Path, seed: int) -> int:
     return k
 
 
+def presented_at(path: Path, k: int) -> int:
+    """The presentation position of packet k (decode order) of a clip starting at pts 0."""
+    with av.open(str(path)) as container:
+        pts = [p.pts for p in container.demux(video=0) if p.size]
+    return sorted(pts).index(pts[k])
+
+
 # ----------------------------------------------------------------- media made here
 
 @pytest.fixture(scope="module")
@@ -406,7 +413,7 @@ def test_export_lists_each_bad_sample_and_writes_the_rest_whole(media, tmp_path)
     conflict["rois"].append({"label": ["intruder"], "mask": {"id": "m", "value": list(PALETTE["road"])}})
     wrong_size = frame(media["image"], media["mask"], width=W + 1)
     corrupt = tmp_path / "corrupt.mp4"
-    corrupt_packet(media["h264"], corrupt, 11)  # damages the first GOP
+    damaged = presented_at(media["h264"], corrupt_packet(media["h264"], corrupt, 11))  # a frame of the first GOP
     frames = [
         still,                                                   # 0 good
         frame(media["image"], media["bad_magic"]),                # 1 mask with a wrong PNG signature
@@ -416,7 +423,7 @@ def test_export_lists_each_bad_sample_and_writes_the_rest_whole(media, tmp_path)
         frame(media["h264"], media["h264"], 5000),                # 5 past the end of the clip
         frame(media["h264"], media["h264"], 10 ** 30),            # 6 far past it
         frame(media["h264"], media["h264"], STAMPS[25]),          # 7 good
-        frame(corrupt, corrupt, STAMPS[5]),                       # 8 in the damaged GOP
+        frame(corrupt, corrupt, STAMPS[damaged]),                 # 8 the damaged frame
         frame(media["bad_magic"], media["mask"]),                 # 9 image with a wrong PNG signature
     ]
     expected = {1: ("MediaDecodeError", str(media["bad_magic"])), 3: ("SizeMismatchError", "frames[3].sources[0]"),
