@@ -9,14 +9,16 @@ included; images decoded, batch 32 unless named) of:
     checksums of every sample, which every other run spot-checks, 1 sample in 16);
   - in_order: maskdec.torch.MaskDataset with torch's SequentialSampler;
   - random: MaskDataset with torch's RandomSampler (shuffle=True), batch 32; and the
-    figure before this benchmark ("today": README's 55 samples/s was shuffled batch 8
-    at 640x360): RandomSampler with batch 1 and batch 8, 0 workers;
+    figure before this work ("today": README's 55 samples/s was shuffled batch 8 at
+    640x360): RandomSampler with batch 1 and batch 8, 0 workers, decoding every frame
+    (MASKDEC_SKIP_FRAMES=0, as before frames nobody wants were skipped); random_b1 is
+    batch 1 with today's decoder (what batching alone gains);
   - gop: MaskDataset with maskdec.torch.GopBatchSampler (window 4, num_workers as the loader's);
   - stream: MaskIterableDataset (files in order), and stream_shuffled: with --interleave
     files at once and a --shuffle-buffer of decoded samples;
 each with 0 and 2 workers (fork). Random orders decode up to a GOP per sample, so those runs
 stop after --random-samples samples (the rate of a random order is the same all epoch).
-Also: frames decoded per sample (0 workers, map-style), peak RSS (the process and its
+Also: frames decoded and frames skipped per sample (0 workers, map-style), peak RSS (the process and its
 workers, summed, sampled every 50 ms) and, for every order, maskdec.sampling.randomness
 against a uniform shuffle. Ratios are what to read: the machine is shared and noisy.
 
@@ -206,6 +208,7 @@ def child(cfg: dict) -> dict:
         del it  # workers stop and are joined: their CPU time counts
         if not workers and cfg["kind"] == "map":
             out["decoded_per_sample"] = round(sum(ds.dataset.readers.decoded().values()) / len(order), 2)
+            out["skipped_per_sample"] = round(sum(ds.dataset.readers.skipped().values()) / len(order), 2)
         if cfg["kind"] == "iterable" and not workers and cfg.get("shuffle_buffer"):
             out["peak_buffered_mib"] = round(ds.peak_buffered_bytes / 2 ** 20, 1)
     out.update(samples=len(order), seconds=round(seconds, 2), samples_per_s=round(len(order) / seconds, 2),
@@ -221,8 +224,9 @@ def child(cfg: dict) -> dict:
 # ------------------------------------------------------------------ the parent
 
 def run(cfg: dict, timeout: float) -> dict:
+    env = {**os.environ, **cfg.get("env", {})}
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
     if proc.returncode:
         raise SystemExit(f"{cfg['name']} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -230,10 +234,13 @@ def run(cfg: dict, timeout: float) -> dict:
 
 def configs(args) -> list[dict]:
     out = [{"name": "iter_samples", "kind": "iter_samples", "workers": 0, "batch": 1}]
+    before = {"MASKDEC_SKIP_FRAMES": "0"}  # the decoder before this work decoded every frame
     out.append({"name": "today_random_b1_0w", "kind": "map", "sampler": "random", "batch": 1, "workers": 0,
-                "limit": args.today_samples})
+                "limit": args.today_samples, "env": before})
     out.append({"name": "today_random_b8_0w", "kind": "map", "sampler": "random", "batch": 8, "workers": 0,
-                "limit": args.today_samples * 2})
+                "limit": args.today_samples * 2, "env": before})
+    out.append({"name": "random_b1_0w", "kind": "map", "sampler": "random", "batch": 1, "workers": 0,
+                "limit": args.today_samples})
     for workers in (0, 2):
         out += [
             {"name": f"in_order_{workers}w", "kind": "map", "sampler": "sequential"},
@@ -257,7 +264,7 @@ def main() -> None:
     parser.add_argument("--interleave", type=int, default=4, help="files streamed at once by the shuffled stream")
     parser.add_argument("--random-samples", type=int, default=192, help="samples timed for RandomSampler batch 32")
     parser.add_argument("--today-samples", type=int, default=24, help="samples timed for RandomSampler batch 1 (x2 for batch 8)")
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of the whole-epoch runs (best kept)")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of every run but iter_samples (best kept)")
     parser.add_argument("--media", type=Path, default=None, help="where generated clips are kept (default: temp folder)")
     parser.add_argument("--only", default=None, help="comma-separated run names (default: all)")
     parser.add_argument("--json", type=Path, default=None)
@@ -278,7 +285,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     wanted = None if args.only is None else set(args.only.split(",")) | {"iter_samples"}
     plan = [cfg for cfg in configs(args) if wanted is None or cfg["name"] in wanted]
-    rounds = [plan] + [[cfg for cfg in plan if "limit" not in cfg and cfg["kind"] != "iter_samples"]] * (args.repeat - 1)
+    rounds = [plan] + [[cfg for cfg in plan if cfg["kind"] != "iter_samples"]] * (args.repeat - 1)
     for r, runs in enumerate(rounds):
         for cfg in runs:
             cfg = {**common, **cfg, "checks": str(checks) if cfg["kind"] != "iter_samples" else None,
@@ -291,7 +298,8 @@ def main() -> None:
                 best = got
             best["samples_per_s_runs"] = rates
             results[cfg["name"]] = best
-            extra = "".join(f", {k} {got[k]}" for k in ("decoded_per_sample", "peak_buffered_mib") if k in got)
+            extra = "".join(f", {k} {got[k]}" for k in ("decoded_per_sample", "skipped_per_sample", "peak_buffered_mib")
+                            if k in got)
             print(f"{cfg['name']:>22}: {got['samples_per_s']:7.2f} samples/s ({got['samples']} in {got['seconds']} s, "
                   f"CPU {got['cpu_ms_per_sample']} ms/sample), peak RSS {got['peak_rss_mib']:.0f} MiB{extra}; "
                   f"one-file batches {got['randomness']['one_file_batches']:.2f}, spearman "
@@ -306,6 +314,7 @@ def main() -> None:
                  f"stream_shuffled_vs_stream_{w}w": (f"stream_shuffled_{w}w", f"stream_{w}w"),
                  f"random_b32_vs_today_b1_{w}w": (f"random_{w}w", "today_random_b1_0w"),
                  f"random_b32_vs_today_b8_{w}w": (f"random_{w}w", "today_random_b8_0w"),
+                 f"random_b32_vs_b1_{w}w": (f"random_{w}w", "random_b1_0w"),
                  f"gop_vs_random_b32_{w}w": (f"gop_{w}w", f"random_{w}w")}
         ratios.update({k: round(rate[a] / rate[b], 2) for k, (a, b) in pairs.items() if a in rate and b in rate})
         cpu_ratios.update({k: round(cpu[b] / cpu[a], 2) for k, (a, b) in pairs.items() if a in cpu and b in cpu})
