@@ -264,7 +264,8 @@ def main() -> None:
     parser.add_argument("--interleave", type=int, default=4, help="files streamed at once by the shuffled stream")
     parser.add_argument("--random-samples", type=int, default=192, help="samples timed for RandomSampler batch 32")
     parser.add_argument("--today-samples", type=int, default=24, help="samples timed for RandomSampler batch 1 (x2 for batch 8)")
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of every run but iter_samples (best kept)")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="rounds of every run but iter_samples (best kept)")
     parser.add_argument("--media", type=Path, default=None, help="where generated clips are kept (default: temp folder)")
     parser.add_argument("--only", default=None, help="comma-separated run names (default: all)")
     parser.add_argument("--json", type=Path, default=None)

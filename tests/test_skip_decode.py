@@ -30,7 +30,7 @@ def textured(n: int, seed: int = 0) -> list[np.ndarray]:
     """A noise texture panning by a few pixels a frame: every P- and B-frame predicts from others."""
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (H + 96, W + 192, 3), dtype=np.uint8)
-    return [np.ascontiguousarray(base[(i * 1) % 96:(i * 1) % 96 + H, (i * 2) % 192:(i * 2) % 192 + W]) for i in range(n)]
+    return [np.ascontiguousarray(base[i % 96:i % 96 + H, (2 * i) % 192:(2 * i) % 192 + W]) for i in range(n)]
 
 
 def vfr_pts(n: int) -> list[int]:
@@ -151,7 +151,8 @@ def test_streams_where_skipping_is_unsafe_decode_every_frame(tmp_path):
     cases = {"c.ts": dict(options=x264(20, 3)),  # MPEG-TS: packets need not be whole frames with their times
              "c.mkv": dict(codec="ffv1", pix_fmt="bgr0")}  # intra-only lossless: no frame is skippable anyway
     if "libx265" in av.codecs_available:  # temporal sub-layers: FFmpeg would skip frames higher layers refer to
-        cases["layers.mp4"] = dict(codec="libx265", options={"x265-params": "keyint=20:temporal-layers=3:log-level=none"})
+        cases["layers.mp4"] = dict(codec="libx265",
+                                   options={"x265-params": "keyint=20:temporal-layers=3:log-level=none"})
     for name, kwargs in cases.items():
         write_video(tmp_path / name, frames, fps=30, **kwargs)
         with MediaReader(str(tmp_path / name), skip_frames=True) as reader:
