@@ -269,3 +269,30 @@ def test_bad_input_is_refused_clearly():
         rgb_index_table(ok, 0, np.int32)
     with pytest.raises(MaskdecError, match="bt666"):
         yuv_index_table(ok, 0, "bt666", False, np.uint8)
+
+
+def test_the_table_cache_builds_once_for_threads_that_ask_together():
+    """Frames are mapped in decode-ahead and pool threads: a table they all need is built once,
+    every thread gets that one, and the cache's byte count stays right."""
+    import threading
+    import time
+
+    from maskdec.lut import _TableCache
+
+    builds = []
+
+    def build(n: int) -> np.ndarray:
+        builds.append(n)
+        time.sleep(0.05)  # long enough for the other threads to arrive while it builds
+        return np.zeros(1000 * n, np.uint8)
+
+    cache = _TableCache(build)
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(cache(3))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert builds == [3]
+    assert len(got) == 6 and all(g is got[0] for g in got)
+    assert cache.nbytes == 3000

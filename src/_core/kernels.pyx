@@ -538,27 +538,41 @@ def count_runs(const pal_t[:, ::1] index) -> Py_ssize_t:
     return n
 
 
-def encode_runs(const pal_t[:, ::1] index, pal_t[::1] values, uint32_t[::1] ends, int64_t[::1] row_start):
-    """Run-length code `index` row by row: run r holds values[r] up to column ends[r] (exclusive);
-    row i's runs are row_start[i] <= r < row_start[i + 1]. Sizes from count_runs."""
+cdef Py_ssize_t _encode_runs(const pal_t[:, ::1] index, pal_t* values, uint32_t* ends, int64_t* row_start,
+                             Py_ssize_t room) noexcept nogil:
     cdef Py_ssize_t h = index.shape[0], w = index.shape[1], i, j, r = 0
     cdef const pal_t* row
+    for i in range(h):
+        row_start[i] = r
+        if w == 0:
+            continue
+        row = &index[i, 0]
+        j = 1
+        while True:
+            if r >= room:
+                return -1
+            j = _same_until(row, j, w)
+            values[r] = row[j - 1]
+            ends[r] = <uint32_t>j
+            r += 1
+            if j >= w:
+                break
+            j = j + 1
+    row_start[h] = r
+    return r
+
+
+def encode_runs(const pal_t[:, ::1] index, pal_t[::1] values, uint32_t[::1] ends, int64_t[::1] row_start
+                ) -> Py_ssize_t:
+    """Run-length code `index` row by row: run r holds values[r] up to column ends[r] (exclusive);
+    row i's runs are row_start[i] <= r < row_start[i + 1]. Returns the number of runs, or -1
+    (stopping there) when values and ends hold fewer (count_runs gives the number)."""
+    cdef Py_ssize_t room = min(values.shape[0], ends.shape[0]), n
+    cdef pal_t* vp = &values[0] if values.shape[0] else NULL
+    cdef uint32_t* ep = &ends[0] if ends.shape[0] else NULL
     with nogil:
-        for i in range(h):
-            row_start[i] = r
-            if w == 0:
-                continue
-            row = &index[i, 0]
-            j = 1
-            while True:
-                j = _same_until(row, j, w)
-                values[r] = row[j - 1]
-                ends[r] = <uint32_t>j
-                r += 1
-                if j >= w:
-                    break
-                j = j + 1
-        row_start[h] = r
+        n = _encode_runs(index, vp, ep, &row_start[0], room)
+    return n
 
 
 def decode_runs(const pal_t[::1] values, const uint32_t[::1] ends, const int64_t[::1] row_start,

@@ -12,6 +12,7 @@ which, nor in what order. Tables are built once per palette and cached.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from collections import OrderedDict
 from functools import cached_property, lru_cache
@@ -182,8 +183,14 @@ class _TableCache:
         self._tables: OrderedDict = OrderedDict()
         self.nbytes = 0
         self.__wrapped__ = build
+        # decode-ahead threads map frames too: one build per table, and a consistent order
+        self._lock = threading.RLock()
 
     def __call__(self, *key):
+        with self._lock:
+            return self._get(key)
+
+    def _get(self, key: tuple):
         found = self._tables.get(key)
         if found is not None:
             self._tables.move_to_end(key)
@@ -199,8 +206,9 @@ class _TableCache:
         return value
 
     def cache_clear(self) -> None:
-        self._tables.clear()
-        self.nbytes = 0
+        with self._lock:
+            self._tables.clear()
+            self.nbytes = 0
 
 
 def _cached_tables(build):

@@ -8,6 +8,7 @@ straight from the runs.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,6 +17,19 @@ import numpy as np
 from ._core import kernels
 
 __all__ = ["IndexRuns"]
+
+#: Runs per row the one-pass encoder has room for (a mask row holds a few; beyond, runs are counted first).
+RUNS_PER_ROW = 64
+_SCRATCH = threading.local()  # per thread: frames are compacted in decode-ahead and pool threads
+
+
+def _scratch(name: str, size: int, dtype) -> np.ndarray:
+    """This thread's reusable buffer `name` of at least `size` items of `dtype`."""
+    array = getattr(_SCRATCH, name, None)
+    if array is None or array.size < size or array.dtype != np.dtype(dtype):
+        array = np.empty(size, dtype)
+        setattr(_SCRATCH, name, array)
+    return array
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,11 +44,19 @@ class IndexRuns:
 
     @classmethod
     def encode(cls, index: np.ndarray) -> "IndexRuns":
+        """The runs of a (H, W) palette-index map: one pass into this thread's scratch (room for
+        RUNS_PER_ROW runs a row), else counted first."""
         index = np.ascontiguousarray(index)
-        n = kernels.count_runs(index)
-        values, ends = np.empty(n, index.dtype), np.empty(n, np.uint32)
         row_start = np.empty(index.shape[0] + 1, np.int64)
-        kernels.encode_runs(index, values, ends, row_start)
+        room = max(1, index.shape[0] * RUNS_PER_ROW)
+        values, ends = _scratch("values", room, index.dtype), _scratch("ends", room, np.uint32)
+        n = kernels.encode_runs(index, values, ends, row_start)
+        if n >= 0:
+            values, ends = values[:n].copy(), ends[:n].copy()
+        else:  # busier than masks usually are
+            n = kernels.count_runs(index)
+            values, ends = np.empty(n, index.dtype), np.empty(n, np.uint32)
+            kernels.encode_runs(index, values, ends, row_start)
         return cls((int(index.shape[0]), int(index.shape[1])), values, ends, row_start)
 
     @property

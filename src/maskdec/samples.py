@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
@@ -377,13 +378,20 @@ class SampleIterator:
 
 def _compact(palettes: Mapping[str, Palette], tolerance: Optional[float], key: tuple, value: Any,
              lossless: bool) -> Any:
-    """A mask frame that waits for its turn, as run-length palette indices (they do not depend
-    on the frame that uses them); image frames stay as they are."""
+    """A mask frame as run-length palette indices (they do not depend on the frame that uses
+    them), made in its file's decode-ahead thread; image frames stay as they are."""
     if key[0] != "mask" or isinstance(value, IndexRuns):
         return value
     palette = palettes[key[1]]
+    shape = value.shape[:2]
+    scratch = getattr(_COMPACT_SCRATCH, "index", None)  # one per decode-ahead thread, rewritten each frame
+    if scratch is None or scratch.shape != shape or scratch.dtype != palette.dtype:
+        scratch = _COMPACT_SCRATCH.index = np.empty(shape, palette.dtype)
     return IndexRuns.encode(map_palette(value, palette, palette.identity(), _tolerance(tolerance, lossless),
-                                        threads=1))
+                                        scratch, threads=1))
+
+
+_COMPACT_SCRATCH = threading.local()
 
 
 def _tolerance(tolerance: Optional[float], lossless: bool) -> float:

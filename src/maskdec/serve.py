@@ -14,6 +14,11 @@ files or jump around one of them, so two limits keep the work bounded:
   furthest ahead is dropped, and decoded again (through the planner's seeks)
   when its turn comes.
 
+Frames of a compacted role that the plan does not read straight through (files
+interleaved, or a clip visited out of order) are compacted in their file's
+decode-ahead thread as they come: such files then decode and map side by side,
+and the caller only expands runs.
+
 Both choices use the whole plan's future (Belady's rule), which is known here.
 """
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, Callable, Hashable, Iterator, Optional, Sequence
 from .errors import MaskdecError
 from .media.prefetch import Prefetch
 from .media.reader import MediaReader, TimestampUnit
+from .threads import frame_pool
 
 __all__ = ["FrameServer", "DEFAULT_MAX_OPEN_READERS", "DEFAULT_MAX_BUFFERED_BYTES"]
 
@@ -35,6 +41,11 @@ DEFAULT_MAX_BUFFERED_BYTES = 64 << 20
 
 FileKey = Hashable  # (role, uri)
 _NEVER = float("inf")
+#: Frames a file's decode-ahead thread holds ready: decoded frames (megabytes each), or compacted ones.
+DECODE_AHEAD = 3
+COMPACT_AHEAD = 8
+#: Frames of one file being compacted at once (each holds its decoded picture until done).
+MAPPING_AHEAD = 2
 
 
 def frame_bytes(value: Any) -> int:
@@ -60,6 +71,7 @@ class _File:
         self.planned: frozenset = frozenset()  # the timestamps it was started to yield
         self.error: Optional[MaskdecError] = None
         self.lossless = False
+        self.straight = False  # its uses are consecutive plan positions, in timestamp order
 
     def next_use(self) -> float:
         return self.positions[0] if self.positions else _NEVER
@@ -76,6 +88,20 @@ class _File:
         if self.reader is not None:
             self.reader.close()
             self.reader = None
+
+
+def _compacted(compact: Callable, key: FileKey, value: Any, lossless: bool) -> Any:
+    """compact(key, value, lossless), or value itself when it cannot be (its sample meets the error)."""
+    try:
+        return compact(key, value, lossless)
+    except MaskdecError:
+        return value
+
+
+def _read_straight(f: _File) -> bool:
+    """Whether the plan reads `f` straight through: consecutive positions, timestamps ascending."""
+    order = sorted((p, ts) for ts, positions in f.uses.items() for p in positions)
+    return all(b[0] == a[0] + 1 and b[1] >= a[1] for a, b in zip(order, order[1:]))
 
 
 class FrameServer:
@@ -100,6 +126,8 @@ class FrameServer:
                 f = self._files[key] = _File(uri, converters[key[0]])
             f.uses.setdefault(ts, deque()).append(position)
             f.positions.append(position)
+        for f in self._files.values():
+            f.straight = _read_straight(f)
         self._open: dict[FileKey, _File] = {}
         self._opened: set = set()  # files opened so far
         self._buffer: dict[tuple, tuple[Any, int]] = {}  # (key, ts) -> (frame, bytes)
@@ -187,12 +215,42 @@ class FrameServer:
             pending = [s for s in pending if s >= ts]
         f.planned = frozenset(pending)
         self.passes += 1
-        f.frames = Prefetch(self._converted(f, f.reader, pending))
+        # a file read straight through hands its frames over as they are (the caller maps them while
+        # the next ones decode); otherwise its frames wait their turn, so they are compacted as they
+        # come, in this thread, and being small they decode further ahead: files interleaved in the
+        # plan then decode and map side by side
+        compact = None if f.straight else self._compact.get(key[0])
+        f.frames = Prefetch(self._converted(key, f, f.reader, pending, compact),
+                            depth=COMPACT_AHEAD if compact is not None else DECODE_AHEAD)
 
-    def _converted(self, f: _File, reader: MediaReader, stamps: list[int]) -> Iterator[tuple[int, Any]]:
-        """(timestamp, converted frame or its MaskdecError), run in the decode-ahead thread."""
-        for got, frame in reader.frames_at(stamps, self._unit):
-            yield got, frame if isinstance(frame, MaskdecError) else f.convert(frame)
+    def _converted(self, key: FileKey, f: _File, reader: MediaReader, stamps: list[int],
+                   compact: Optional[Callable]) -> Iterator[tuple[int, Any]]:
+        """(timestamp, converted frame or its MaskdecError), run in the decode-ahead thread. Frames of
+        a compacted role are compacted on the frame pool, at most MAPPING_AHEAD of them at a time, while
+        this thread decodes the next ones; they come out in order."""
+        jobs: deque = deque()  # (timestamp, future of its compacted frame), oldest first
+        try:
+            for got, frame in reader.frames_at(stamps, self._unit):
+                if isinstance(frame, MaskdecError):
+                    while jobs:
+                        done, job = jobs.popleft()
+                        yield done, job.result()
+                    yield got, frame
+                    continue
+                value = f.convert(frame)
+                if compact is None:
+                    yield got, value
+                    continue
+                jobs.append((got, frame_pool().submit(_compacted, compact, key, value, reader.lossless)))
+                while jobs and (len(jobs) > MAPPING_AHEAD or jobs[0][1].done()):
+                    done, job = jobs.popleft()
+                    yield done, job.result()
+            while jobs:
+                done, job = jobs.popleft()
+                yield done, job.result()
+        finally:
+            for _, job in jobs:  # stopped early: what is still queued need not run
+                job.cancel()
 
     def _make_room(self) -> None:
         """Close open files until one more fits: the one needed furthest ahead first."""

@@ -7,10 +7,11 @@ from typing import Callable, Optional, Sequence
 
 from .errors import OptionError
 
-__all__ = ["kernel_threads", "row_bands", "run_bands"]
+__all__ = ["kernel_threads", "row_bands", "run_bands", "frame_pool"]
 
 _POOL_THREADS = 0
 _POOL: Optional[tuple[int, ThreadPoolExecutor]] = None
+_FRAME_POOL: Optional[tuple[int, int, ThreadPoolExecutor]] = None
 
 
 def kernel_threads() -> int:
@@ -34,6 +35,17 @@ def _kernel_pool() -> Optional[ThreadPoolExecutor]:
         _POOL_THREADS = threads
         _POOL = (os.getpid(), ThreadPoolExecutor(threads - 1, thread_name_prefix="maskdec-kernel"))
     return _POOL[1]
+
+
+def frame_pool() -> ThreadPoolExecutor:
+    """A per-process pool of kernel_threads() threads that map whole frames, one each, for
+    every file's decode-ahead thread (so frames of one file map while its next ones decode,
+    and those of interleaved files side by side)."""
+    global _FRAME_POOL
+    threads = kernel_threads()
+    if _FRAME_POOL is None or _FRAME_POOL[0] != os.getpid() or _FRAME_POOL[1] != threads:  # new after a fork
+        _FRAME_POOL = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="maskdec-frames"))
+    return _FRAME_POOL[2]
 
 
 def row_bands(height: int, align: int = 1, threads: Optional[int] = None) -> list[tuple[int, int]]:
