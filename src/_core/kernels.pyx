@@ -163,8 +163,8 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     at each of its cells' centre (both small enough to stay in cache), its label
     from `remap`. Pixels off edges (flat regions, declared or not) are never
     visited: edges are found on the chroma rows first, once for the two pixel
-    rows of a 4:2:0 chroma row. `scratch`: (11, w + 8) bytes (edge flags,
-    pixel positions, keys, flags, lower row's edge flags), one per concurrent call.
+    rows of a 4:2:0 chroma row. `scratch`: (10, w + 8) bytes (edge flags,
+    pixel positions, keys, lower row's edge flags), one per concurrent call.
 
     Only rows row0 <= i < row1 (all by default) are written, so that callers
     can split a frame across threads. With `exact` and `counts`, also
@@ -189,13 +189,11 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     cdef uint8_t* lower = NULL
     cdef int32_t* spots = NULL
     cdef uint32_t* keys = NULL
-    cdef uint8_t* far = NULL
-    if repair:  # carve the scratch rows: edge flags, pixel positions (int32), keys (uint32), far flags
+    if repair:  # carve the scratch rows: edge flags, pixel positions (int32), keys (uint32), the lower row's edge flags
         edges = &scratch[0, 0]
         spots = <int32_t*>&scratch[1, 0]
         keys = <uint32_t*>&scratch[5, 0]
-        far = &scratch[9, 0]
-        lower = &scratch[10, 0]
+        lower = &scratch[9, 0]
     cdef bint stats = exact is not None and counts is not None
     cdef const uint8_t* ex = &exact[0] if stats else NULL
     cdef int64_t n = 0
@@ -279,10 +277,10 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                     down = up
                     _chroma_edges(&u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], NULL, NULL, us, vs, cw, edges, NULL)
                 _repair_pixels(edges, &u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], us, vs, cw, &y[i, 0], ys, &out[i, 0],
-                               w, &far_bits[0], spots, keys, far, &coarse_label[0], &coarse[0], &remap[0])
+                               w, &far_bits[0], spots, keys, &coarse_label[0], &coarse[0], &remap[0])
                 if rows == 2:
                     _repair_pixels(lower, &u[k, 0], &v[k, 0], &u[down, 0], &v[down, 0], us, vs, cw, &y[i + 1, 0], ys,
-                                   &out[i + 1, 0], w, &far_bits[0], spots, keys, far, &coarse_label[0],
+                                   &out[i + 1, 0], w, &far_bits[0], spots, keys, &coarse_label[0],
                                    &coarse[0], &remap[0])
             if stats:
                 for r in range(i, i + rows):
@@ -365,15 +363,17 @@ cdef inline void _chroma_edges(const uint8_t* urow, const uint8_t* vrow, const u
 cdef inline void _repair_pixels(const uint8_t* edges, const uint8_t* urow, const uint8_t* vrow,
                                 const uint8_t* uside, const uint8_t* vside, Py_ssize_t us, Py_ssize_t vs,
                                 Py_ssize_t cw, const uint8_t* yrow, Py_ssize_t ys, label_t* orow, Py_ssize_t w,
-                                const uint8_t* far_bits, int32_t* spots, uint32_t* keys, uint8_t* far,
+                                const uint8_t* far_bits, int32_t* spots, uint32_t* keys,
                                 const pal_t* coarse_label, const uint8_t* coarse,
                                 const label_t* remap) noexcept nogil:
     """Edge repair of one pixel row, 2:1 horizontal chroma (see map_yuv), given its chroma
     row (urow, vrow), the chroma row on its side (uside, vside) and its edge flags."""
-    cdef Py_ssize_t m = 0, q, c = 0, j, cn
+    cdef Py_ssize_t m = 0, n = 0, q, c = 0, j, cn
     cdef uint32_t own_u, own_v
+    cdef uint8_t side
     cdef uint64_t word
     # 1. the pixels of edge columns not flat on their own side, with their colour keys
+    # (appended branch-free: whether a pixel qualifies is a coin toss for the branch predictor)
     while c < cw:
         if c + 8 <= cw:
             memcpy(&word, edges + c, 8)
@@ -383,28 +383,28 @@ cdef inline void _repair_pixels(const uint8_t* edges, const uint8_t* urow, const
         if edges[c]:
             own_u = urow[c * us]
             own_v = vrow[c * vs]
+            side = _far(own_u, uside[c * us]) | _far(own_v, vside[c * vs])
             for j in range(2 * c, 2 * c + 2 if 2 * c + 2 <= w else w):
                 cn = c - 1 if (j & 1) == 0 else c + 1
                 if cn < 0 or cn >= cw:
                     cn = c
-                if (_far(own_u, urow[cn * us]) | _far(own_v, vrow[cn * vs]) | _far(own_u, uside[c * us])
-                        | _far(own_v, vside[c * vs])):
-                    spots[m] = j
-                    keys[m] = (((own_u << 8) | own_v) << 8) | yrow[j * ys]
-                    m = m + 1
+                spots[m] = <int32_t>j
+                keys[m] = (((own_u << 8) | own_v) << 8) | yrow[j * ys]
+                m = m + (side | _far(own_u, urow[cn * us]) | _far(own_v, vrow[cn * vs]))
         c = c + 1
-    # 2. which are far from every palette colour, in one tight loop (independent loads overlap)
+    # 2. keep those far from every palette colour (their chroma block straddles a class edge),
+    # in one tight loop (independent loads overlap), again branch-free
     for q in range(m):
-        far[q] = (far_bits[keys[q] >> 3] >> (keys[q] & 7)) & 1
-    # 3. those far from every palette colour: their chroma block straddles a class edge
-    for q in range(m):
-        if far[q]:
-            j = spots[q]
-            c = j >> 1
-            cn = c - 1 if (j & 1) == 0 else c + 1
-            if cn < 0 or cn >= cw:
-                cn = c
-            orow[j] = remap[_repair(urow, vrow, uside, vside, us, vs, c, cn, yrow[j * ys], coarse_label, coarse)]
+        spots[n] = spots[q]
+        n = n + ((far_bits[keys[q] >> 3] >> (keys[q] & 7)) & 1)
+    # 3. repair them
+    for q in range(n):
+        j = spots[q]
+        c = j >> 1
+        cn = c - 1 if (j & 1) == 0 else c + 1
+        if cn < 0 or cn >= cw:
+            cn = c
+        orow[j] = remap[_repair(urow, vrow, uside, vside, us, vs, c, cn, yrow[j * ys], coarse_label, coarse)]
 
 
 cdef inline Py_ssize_t _side_row(Py_ssize_t k, Py_ssize_t step, Py_ssize_t rows) noexcept nogil:
