@@ -206,7 +206,7 @@ class FrameServer:
             if key in self._opened:
                 self.reopened += 1
             self._opened.add(key)
-            f.reader = MediaReader(f.uri, threads=self._threads)
+            f.reader = MediaReader(f.uri, threads=self._decoder_threads(key, f))
             f.lossless = f.reader.lossless
             self._open[key] = f
             self.peak_open = max(self.peak_open, len(self._open))
@@ -222,6 +222,14 @@ class FrameServer:
         compact = None if f.straight else self._compact.get(key[0])
         f.frames = Prefetch(self._converted(key, f, f.reader, pending, compact),
                             depth=COMPACT_AHEAD if compact is not None else DECODE_AHEAD)
+
+    def _decoder_threads(self, key: FileKey, f: _File) -> Optional[int]:
+        """The caller's decoder threads; by default one for a file whose frames map on the frame
+        pool (the pool and the other files' decoders keep the cores busy: frame threads would only
+        add hand-offs), FFmpeg's automatic count otherwise."""
+        if self._threads is None and not f.straight and key[0] in self._compact:
+            return 1
+        return self._threads
 
     def _converted(self, key: FileKey, f: _File, reader: MediaReader, stamps: list[int],
                    compact: Optional[Callable]) -> Iterator[tuple[int, Any]]:
