@@ -24,7 +24,10 @@ Both choices use the whole plan's future (Belady's rule), which is known here.
 from __future__ import annotations
 
 import heapq
+import threading
 from collections import deque
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Hashable, Iterator, Optional, Sequence
 
 from .errors import MaskdecError
@@ -72,12 +75,14 @@ class _File:
         self.error: Optional[MaskdecError] = None
         self.lossless = False
         self.straight = False  # its uses are consecutive plan positions, in timestamp order
+        self.stopping = threading.Event()  # set to stop the decode-ahead thread
 
     def next_use(self) -> float:
         return self.positions[0] if self.positions else _NEVER
 
     def stop(self) -> None:
         if self.frames is not None:
+            self.stopping.set()  # its thread stops waiting for frames being mapped
             self.frames.close()  # first stop decoding ahead, then close the file under it
             self.frames = None
         self.at = None
@@ -88,6 +93,21 @@ class _File:
         if self.reader is not None:
             self.reader.close()
             self.reader = None
+
+
+class _Stopped(Exception):
+    """The decode-ahead thread was asked to stop while a frame of it was being mapped."""
+
+
+def _result(job: Future, stopping: threading.Event) -> Any:
+    """The job's result, waiting (the pool may be busy with other files' frames) until `stopping`."""
+    while True:
+        try:
+            return job.result(timeout=0.005)
+        except FutureTimeout:
+            if stopping.is_set():
+                job.cancel()
+                raise _Stopped from None
 
 
 def _compacted(compact: Callable, key: FileKey, value: Any, lossless: bool) -> Any:
@@ -220,7 +240,8 @@ class FrameServer:
         # come, in this thread, and being small they decode further ahead: files interleaved in the
         # plan then decode and map side by side
         compact = None if f.straight else self._compact.get(key[0])
-        f.frames = Prefetch(self._converted(key, f, f.reader, pending, compact),
+        f.stopping = threading.Event()
+        f.frames = Prefetch(self._converted(key, f, f.reader, pending, compact, f.stopping),
                             depth=COMPACT_AHEAD if compact is not None else DECODE_AHEAD)
 
     def _decoder_threads(self, key: FileKey, f: _File) -> Optional[int]:
@@ -232,7 +253,7 @@ class FrameServer:
         return self._threads
 
     def _converted(self, key: FileKey, f: _File, reader: MediaReader, stamps: list[int],
-                   compact: Optional[Callable]) -> Iterator[tuple[int, Any]]:
+                   compact: Optional[Callable], stopping: threading.Event) -> Iterator[tuple[int, Any]]:
         """(timestamp, converted frame or its MaskdecError), run in the decode-ahead thread. Frames of
         a compacted role are compacted on the frame pool, at most MAPPING_AHEAD of them at a time, while
         this thread decodes the next ones; they come out in order."""
@@ -242,7 +263,7 @@ class FrameServer:
                 if isinstance(frame, MaskdecError):
                     while jobs:
                         done, job = jobs.popleft()
-                        yield done, job.result()
+                        yield done, _result(job, stopping)
                     yield got, frame
                     continue
                 value = f.convert(frame)
@@ -252,10 +273,10 @@ class FrameServer:
                 jobs.append((got, frame_pool().submit(_compacted, compact, key, value, reader.lossless)))
                 while jobs and (len(jobs) > MAPPING_AHEAD or jobs[0][1].done()):
                     done, job = jobs.popleft()
-                    yield done, job.result()
+                    yield done, _result(job, stopping)
             while jobs:
                 done, job = jobs.popleft()
-                yield done, job.result()
+                yield done, _result(job, stopping)
         finally:
             for _, job in jobs:  # stopped early: what is still queued need not run
                 job.cancel()

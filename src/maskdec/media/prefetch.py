@@ -73,7 +73,8 @@ class Prefetch(Generic[T]):
         self._stop.set()
         while self._thread.is_alive():
             try:
-                self._queue.get(timeout=0.05)  # unblock a put in progress
+                self._queue.get_nowait()  # unblock a put in progress
             except queue.Empty:
                 pass
+            self._thread.join(timeout=0.005)
         self._thread.join()
