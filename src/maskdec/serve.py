@@ -237,8 +237,8 @@ class FrameServer:
         self.passes += 1
         # a file read straight through hands its frames over as they are (the caller maps them while
         # the next ones decode); otherwise its frames wait their turn, so they are compacted as they
-        # come, in this thread, and being small they decode further ahead: files interleaved in the
-        # plan then decode and map side by side
+        # come, on the frame pool, and being small they decode further ahead: files interleaved in
+        # the plan then decode and map side by side
         compact = None if f.straight else self._compact.get(key[0])
         f.stopping = threading.Event()
         f.frames = Prefetch(self._converted(key, f, f.reader, pending, compact, f.stopping),
