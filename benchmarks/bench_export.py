@@ -14,10 +14,24 @@ map, nothing written, also a fresh process) is the baseline.
 Ray Data: `maskdec.ray.read_samples(frames)` iterated to the end (iter_batches)
 on a local 2-CPU Ray instance started once in its own process (its start-up is
 reported apart, not in the rate); every sample checked to arrive once, with the
-label maps of iter_samples. All rates are also given as ratios to png with 1 worker.
+label maps of iter_samples. All rates are also given as ratios to png with 1 worker
+of the same dataset.
 
-    python benchmarks/bench_export.py [--clips 8 --frames 60] [--formats png,npz]
-        [--json benchmarks/results/export.json]
+Two datasets in one run (`--datasets generated,realistic`, default both), each
+with its own table:
+  - generated: the tidy clips above (JSON: the top-level keys);
+  - realistic: `maskdec.realistic.make_realistic(folder, scale="test", seed=0)`,
+    data shaped like real annotation exports: H.264 (lossy) masks, per-frame ROI
+    subsets in random order, undeclared backgrounds, reused instance colours, a
+    two-camera FrameGroup, interleaved files, a shuffled long-GOP clip (JSON: the
+    "realistic" section). Its "test" scale is small (72 samples, 160x120), so each
+    export takes about a second and the fixed process start-up (printed, and in
+    every time) weighs heavily; best of `--realistic-repeat` (3) rather than
+    `--repeat`, as these short runs are noisier and cheap. Same checks as above.
+The default run takes about four minutes on a 2-core VM.
+
+    python benchmarks/bench_export.py [--datasets generated,realistic] [--clips 8 --frames 60]
+        [--formats png,npz] [--realistic-scale test] [--json benchmarks/results/export.json]
 """
 from __future__ import annotations
 
@@ -35,6 +49,7 @@ from typing import Optional
 
 from maskdec.example import make_example
 from maskdec.export_registry import FORMAT_NAMES
+from maskdec.realistic import SCALES, make_realistic
 
 
 LABELS = {"iter_samples": "iter_samples (nothing written)", "ray_data": "Ray Data read_samples, 2 CPUs"}
@@ -111,13 +126,100 @@ def ray_child(frames: Path, n: int, repeat: int) -> None:
     print(json.dumps({"startup_s": startup, "seconds": seconds}))
 
 
+def measure(root: Path, frames: Path, n: int, formats: list[str], repeat: int, ray: bool) -> dict:
+    """Time iter_samples, every format's export with 1 and 2 workers, and Ray Data on one dataset."""
+    root.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    times: dict[str, list[float]] = {"iter_samples": []}
+    startup: list[float] = []
+    errors: dict[str, str] = {}
+    same_files: dict[str, bool] = {}
+    baseline = f"import maskdec; assert sum(1 for _ in maskdec.iter_samples({str(frames)!r})) == {n}"
+    for r in range(repeat):
+        startup.append(timed(["-c", "import maskdec.cli"]))
+        times["iter_samples"].append(timed(["-c", baseline]))
+        for fmt in formats:
+            if fmt in errors:
+                continue
+            outs = {w: root / f"{fmt}-{w}" for w in (1, 2)}
+            try:
+                for w in (1, 2):
+                    shutil.rmtree(outs[w], ignore_errors=True)
+                    times.setdefault(f"{fmt} {w}", []).append(timed(
+                        ["-m", "maskdec.cli", "export", str(frames), "--out", str(outs[w]), "--workers", str(w),
+                         "--format", fmt]))
+                    listed = (outs[w] / "manifest.jsonl").read_text().count("\n")
+                    if listed != n:
+                        raise RuntimeError(f"{w} workers exported {listed} of {n} samples")
+            except (RuntimeError, OSError) as exc:
+                errors[fmt] = str(exc)
+                print(f"{fmt}: failed: {exc}", flush=True)
+                continue
+            if r == 0:  # the two exports must agree before their times mean anything
+                same_files[fmt] = tree(outs[1]) == tree(outs[2])
+                if not same_files[fmt]:
+                    print(f"{fmt}: 1 and 2 workers wrote different files", flush=True)
+            for w in (1, 2):
+                shutil.rmtree(outs[w], ignore_errors=True)
+        print(f"repeat {r + 1}/{repeat} done after {time.perf_counter() - started:.0f} s", flush=True)
+
+    ray_result: Optional[dict] = None
+    if ray:
+        done = subprocess.run([sys.executable, __file__, "--ray-child", str(frames), str(n), str(repeat)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            errors["ray_data"] = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+            print(f"Ray Data: failed: {errors['ray_data']}")
+        else:
+            ray_result = json.loads(done.stdout.strip().splitlines()[-1])
+            times["ray_data"] = ray_result["seconds"]
+    rate = {k: n / min(v) for k, v in times.items() if v}
+    reference = rate.get("png 1")
+    return {
+        "samples_per_s": rate,
+        "ratio_to_png_1_worker": {k: v / reference for k, v in rate.items()} if reference else {},
+        "scaling_2_over_1": {fmt: rate[f"{fmt} 2"] / rate[f"{fmt} 1"] for fmt in formats
+                             if f"{fmt} 1" in rate and f"{fmt} 2" in rate},
+        "same_files_1_and_2_workers": same_files, "errors": errors,
+        "ray_startup_s": None if ray_result is None else ray_result["startup_s"],
+        "process_startup_s": min(startup),
+        "load_average_before_after": (load_before, os.getloadavg()[0]),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def report(title: str, result: dict) -> None:
+    """Print one dataset's table."""
+    rate, ratio = result["samples_per_s"], result["ratio_to_png_1_worker"]
+    print(f"\n{title}\n{'':34}{'samples/s':>10}{'vs png 1 worker':>17}")
+    for k, v in rate.items():
+        label = LABELS.get(k) or "export {}, {} worker(s)".format(*k.split())
+        print(f"{label:34}{v:10.1f}{ratio.get(k, float('nan')):16.2f}x")
+    for fmt, x in result["scaling_2_over_1"].items():
+        print(f"scaling 2 / 1 workers, {fmt}: {x:.2f}x")
+    print(f"process start-up (python -c 'import maskdec.cli', in every time above): "
+          f"{result['process_startup_s']:.2f} s")
+    if result["ray_startup_s"] is not None:
+        print(f"Ray start-up (ray.init, not in the rate): {result['ray_startup_s']:.1f} s")
+    load = result["load_average_before_after"]
+    print(f"cores: {os.cpu_count()}; 1-minute load average {load[0]:.1f} before, {load[1]:.1f} after "
+          f"(other work on the machine takes cores too); {result['seconds']:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default="generated,realistic",
+                        help="comma-separated, of generated, realistic (default: both)")
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--frames", type=int, default=60, help="frames per clip")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--realistic-scale", choices=sorted(SCALES), default="test",
+                        help="maskdec.realistic scale (default: test)")
+    parser.add_argument("--realistic-repeat", type=int, default=3,
+                        help="repeats on the realistic dataset (default: 3; its runs are short)")
     parser.add_argument("--formats", default=",".join(FORMAT_NAMES),
                         help=f"comma-separated, of {', '.join(FORMAT_NAMES)} (default: all)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray Data run")
@@ -132,86 +234,45 @@ def main() -> None:
     if unknown or "png" not in formats:
         parser.error(f"--formats: {', '.join(unknown) or 'png is needed (the reference)'}; "
                      f"known: {', '.join(FORMAT_NAMES)}")
+    datasets = [d for d in args.datasets.split(",") if d]
+    if not datasets or set(datasets) - {"generated", "realistic"}:
+        parser.error(f"--datasets: {args.datasets!r}; choose from generated, realistic")
 
+    started = time.perf_counter()
+    out: dict = {"machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
+                 "datasets": datasets}
+    tables: list[tuple[str, dict]] = []
     with tempfile.TemporaryDirectory(prefix="maskdec-bench-export-") as tmp:
         root = Path(tmp)
-        frames = make_dataset(root / "data", args.clips, args.frames, args.width, args.height)
-        n = args.clips * args.frames
-        print(f"dataset: {args.clips} clips x {args.frames} frames, {args.width}x{args.height} H.264, "
-              f"{n} samples, with images; formats: {', '.join(formats)}", flush=True)
+        if "generated" in datasets:
+            frames = make_dataset(root / "data", args.clips, args.frames, args.width, args.height)
+            n = args.clips * args.frames
+            print(f"generated dataset: {args.clips} clips x {args.frames} frames, {args.width}x{args.height} H.264, "
+                  f"{n} samples, with images; formats: {', '.join(formats)}", flush=True)
+            result = measure(root / "generated", frames, n, formats, args.repeat, not args.no_ray)
+            tables.append((f"generated: {args.clips} clips x {args.frames} frames, {n} samples", result))
+            out.update({"clips": args.clips, "frames_per_clip": args.frames, "size": [args.width, args.height],
+                        "formats": formats, "samples": n, "repeat": args.repeat, "with_images": True, **result})
+        if "realistic" in datasets:
+            ds = make_realistic(root / "realistic", scale=args.realistic_scale, seed=0)
+            n = len(ds.keys())
+            size = [ds.scale.width, ds.scale.height]
+            print(f"realistic dataset (maskdec.realistic, scale {args.realistic_scale}, seed 0): {len(ds.frames)} "
+                  f"lines, {n} samples, {size[0]}x{size[1]} H.264 lossy masks, with images", flush=True)
+            result = measure(root / "realistic-out", ds.frames_path, n, formats, args.realistic_repeat,
+                             not args.no_ray)
+            tables.append((f"realistic (scale {args.realistic_scale}): {len(ds.frames)} lines, {n} samples, "
+                           f"{size[0]}x{size[1]}", result))
+            out["realistic"] = {"scale": args.realistic_scale, "seed": 0, "lossless": False, "size": size,
+                                "lines": len(ds.frames), "samples": n, "formats": formats,
+                                "repeat": args.realistic_repeat, "with_images": True, **result}
 
-        load_before = os.getloadavg()[0]
-        started = time.perf_counter()
-        times: dict[str, list[float]] = {"iter_samples": []}
-        errors: dict[str, str] = {}
-        same_files: dict[str, bool] = {}
-        baseline = f"import maskdec; assert sum(1 for _ in maskdec.iter_samples({str(frames)!r})) == {n}"
-        for r in range(args.repeat):
-            times["iter_samples"].append(timed(["-c", baseline]))
-            for fmt in formats:
-                if fmt in errors:
-                    continue
-                outs = {w: root / f"{fmt}-{w}" for w in (1, 2)}
-                try:
-                    for w in (1, 2):
-                        shutil.rmtree(outs[w], ignore_errors=True)
-                        times.setdefault(f"{fmt} {w}", []).append(timed(
-                            ["-m", "maskdec.cli", "export", str(frames), "--out", str(outs[w]), "--workers", str(w),
-                             "--format", fmt]))
-                        listed = (outs[w] / "manifest.jsonl").read_text().count("\n")
-                        if listed != n:
-                            raise RuntimeError(f"{w} workers exported {listed} of {n} samples")
-                except (RuntimeError, OSError) as exc:
-                    errors[fmt] = str(exc)
-                    print(f"{fmt}: failed: {exc}", flush=True)
-                    continue
-                if r == 0:  # the two exports must agree before their times mean anything
-                    same_files[fmt] = tree(outs[1]) == tree(outs[2])
-                    if not same_files[fmt]:
-                        print(f"{fmt}: 1 and 2 workers wrote different files", flush=True)
-                for w in (1, 2):
-                    shutil.rmtree(outs[w], ignore_errors=True)
-            print(f"repeat {r + 1}/{args.repeat} done after {time.perf_counter() - started:.0f} s", flush=True)
-
-        ray_result: Optional[dict] = None
-        if not args.no_ray:
-            done = subprocess.run([sys.executable, __file__, "--ray-child", str(frames), str(n), str(args.repeat)],
-                                  capture_output=True, text=True)
-            if done.returncode:
-                errors["ray_data"] = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
-                print(f"Ray Data: failed: {errors['ray_data']}")
-            else:
-                ray_result = json.loads(done.stdout.strip().splitlines()[-1])
-                times["ray_data"] = ray_result["seconds"]
-        load = (load_before, os.getloadavg()[0])
-
-    rate = {k: n / min(v) for k, v in times.items() if v}
-    reference = rate.get("png 1")
-    ratio = {k: v / reference for k, v in rate.items()} if reference else {}
-    print(f"\n{'':34}{'samples/s':>10}{'vs png 1 worker':>17}")
-    for k, v in rate.items():
-        label = LABELS.get(k) or "export {}, {} worker(s)".format(*k.split())
-        print(f"{label:34}{v:10.1f}{ratio.get(k, float('nan')):16.2f}x")
-    for fmt in formats:
-        if f"{fmt} 1" in rate and f"{fmt} 2" in rate:
-            print(f"scaling 2 / 1 workers, {fmt}: {rate[f'{fmt} 2'] / rate[f'{fmt} 1']:.2f}x")
-    if ray_result:
-        print(f"Ray start-up (ray.init, not in the rate): {ray_result['startup_s']:.1f} s")
-    print(f"cores: {os.cpu_count()}; 1-minute load average {load[0]:.1f} before, {load[1]:.1f} after "
-          f"(other work on the machine takes cores too); {time.perf_counter() - started:.0f} s in all")
+    for title, result in tables:
+        report(title, result)
+    print(f"{time.perf_counter() - started:.0f} s in all")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "clips": args.clips, "frames_per_clip": args.frames, "size": [args.width, args.height],
-            "formats": formats, "samples": n, "repeat": args.repeat, "with_images": True,
-            "samples_per_s": rate, "ratio_to_png_1_worker": ratio,
-            "scaling_2_over_1": {fmt: rate[f"{fmt} 2"] / rate[f"{fmt} 1"] for fmt in formats
-                                 if f"{fmt} 1" in rate and f"{fmt} 2" in rate},
-            "same_files_1_and_2_workers": same_files, "errors": errors,
-            "ray_startup_s": None if ray_result is None else ray_result["startup_s"],
-            "load_average_before_after": load,
-        }, indent=2) + "\n")
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
