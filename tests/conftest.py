@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import av
@@ -72,3 +77,22 @@ def write_png_av(path, frame: av.VideoFrame) -> None:
             container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def kill_export_mid_run(frames, out: Path, args: Sequence[str], *, after: int) -> int:
+    """Start `maskdec export FRAMES --out OUT ARGS` in a session of its own, SIGKILL the whole job
+    (the export and its workers) once its journal lists `after` samples, and return how many it
+    lists then (the test asserts the kill came mid-run)."""
+    victim = subprocess.Popen([sys.executable, "-m", "maskdec.cli", "export", str(frames), "--out", str(out),
+                               *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    journal = out / "manifest.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and victim.poll() is None:
+        if journal.exists() and journal.read_text().count("\n") >= after:
+            break
+        time.sleep(0.005)
+    assert victim.poll() is None, "the export ended before it could be killed"
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    return journal.read_text().count("\n")

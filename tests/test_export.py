@@ -10,19 +10,18 @@ import json
 import math
 import os
 import pty
-import signal
 import struct
 import subprocess
 import sys
 import tarfile
 import termios
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from conftest import kill_export_mid_run
 import maskdec
 from maskdec.example import PALETTE, make_example
 from maskdec.export import export
@@ -221,18 +220,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, fmt):
     reference = run_cli("export", frames, "--out", tmp_path / "ref", *args)
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "out"
-    victim = subprocess.Popen([sys.executable, "-m", "maskdec.cli", "export", str(frames), "--out", str(out), *args],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    journal = out / "manifest.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and victim.poll() is None:
-        if journal.exists() and journal.read_text().count("\n") >= 2:
-            break
-        time.sleep(0.005)
-    assert victim.poll() is None, "the export ended before it could be killed"
-    os.killpg(victim.pid, signal.SIGKILL)  # the whole job: the export and its workers
-    victim.wait()
-    finished = journal.read_text().count("\n")
+    finished = kill_export_mid_run(frames, out, args, after=2)
     assert 2 <= finished < 81  # killed mid-run
     # a kill in the middle of a write leaves a temporary file like this one behind
     stale = out / ("label_maps" if fmt == "png" else "shards")

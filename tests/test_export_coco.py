@@ -11,11 +11,8 @@ the exact records; a SIGKILLed export resumes to byte-identical files.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -24,6 +21,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from conftest import kill_export_mid_run
 import maskdec
 from maskdec import export_coco
 from maskdec.export import export
@@ -445,19 +443,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(bigger, tmp_path, fmt):
     reference = run_cli("export", bigger.frames_path, "--out", tmp_path / "ref", *args)
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "out"
-    victim = subprocess.Popen([sys.executable, "-m", "maskdec.cli", "export", str(bigger.frames_path), "--out",
-                               str(out), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    journal = out / "manifest.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and victim.poll() is None:
-        if journal.exists() and journal.read_text().count("\n") >= 3:
-            break
-        time.sleep(0.005)
-    assert victim.poll() is None, "the export ended before it could be killed"
-    os.killpg(victim.pid, signal.SIGKILL)  # the export and its workers
-    victim.wait()
-    finished = journal.read_text().count("\n")
+    finished = kill_export_mid_run(bigger.frames_path, out, args, after=3)
     assert 3 <= finished < total
     assert not (out / ("annotations.json" if fmt == "coco" else "panoptic.json")).exists()
     folder = out / ("images" if fmt == "coco" else "panoptic")
