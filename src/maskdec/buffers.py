@@ -10,10 +10,24 @@ untouched: a buffer is handed out again only when no array refers to it.
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
-__all__ = ["ArrayPool"]
+__all__ = ["ArrayPool", "thread_scratch"]
+
+_SCRATCH = threading.local()
+
+
+def thread_scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """This thread's reusable array `name` of `shape` and `dtype` (made again when either
+    differs), for work whose result is copied out before the thread's next call: frames are
+    compacted in decode-ahead and pool threads, each with its own."""
+    array = getattr(_SCRATCH, name, None)
+    if array is None or array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
+        array = np.empty(shape, dtype)
+        setattr(_SCRATCH, name, array)
+    return array
 
 
 class ArrayPool:

@@ -8,28 +8,18 @@ straight from the runs.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from ._core import kernels
+from .buffers import thread_scratch
 
 __all__ = ["IndexRuns"]
 
 #: Runs per row the one-pass encoder has room for (a mask row holds a few; beyond, runs are counted first).
 RUNS_PER_ROW = 64
-_SCRATCH = threading.local()  # per thread: frames are compacted in decode-ahead and pool threads
-
-
-def _scratch(name: str, size: int, dtype) -> np.ndarray:
-    """This thread's reusable buffer `name` of at least `size` items of `dtype`."""
-    array = getattr(_SCRATCH, name, None)
-    if array is None or array.size < size or array.dtype != np.dtype(dtype):
-        array = np.empty(size, dtype)
-        setattr(_SCRATCH, name, array)
-    return array
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +39,8 @@ class IndexRuns:
         index = np.ascontiguousarray(index)
         row_start = np.empty(index.shape[0] + 1, np.int64)
         room = max(1, index.shape[0] * RUNS_PER_ROW)
-        values, ends = _scratch("values", room, index.dtype), _scratch("ends", room, np.uint32)
+        values = thread_scratch("run_values", (room,), index.dtype)
+        ends = thread_scratch("run_ends", (room,), np.uint32)
         n = kernels.encode_runs(index, values, ends, row_start)
         if n >= 0:
             values, ends = values[:n].copy(), ends[:n].copy()

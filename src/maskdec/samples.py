@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
@@ -19,7 +18,7 @@ from .errors import FrameFormatError, LabelError, MaskdecError, SizeMismatchErro
 from .frames import Frame, Mask, Roi, Source, load_frames
 from .labels import LabelTable, load_mask_labels, mask_declarations
 from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, Palette, PixelStats, map_palette, remap_of, table_for
-from .buffers import ArrayPool
+from .buffers import ArrayPool, thread_scratch
 from .media.planes import mask_data
 from .media.reader import TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
@@ -383,15 +382,9 @@ def _compact(palettes: Mapping[str, Palette], tolerance: Optional[float], key: t
     if key[0] != "mask" or isinstance(value, IndexRuns):
         return value
     palette = palettes[key[1]]
-    shape = value.shape[:2]
-    scratch = getattr(_COMPACT_SCRATCH, "index", None)  # one per decode-ahead thread, rewritten each frame
-    if scratch is None or scratch.shape != shape or scratch.dtype != palette.dtype:
-        scratch = _COMPACT_SCRATCH.index = np.empty(shape, palette.dtype)
+    scratch = thread_scratch("compact_index", value.shape[:2], palette.dtype)  # rewritten each frame
     return IndexRuns.encode(map_palette(value, palette, palette.identity(), _tolerance(tolerance, lossless),
                                         scratch, threads=1))
-
-
-_COMPACT_SCRATCH = threading.local()
 
 
 def _tolerance(tolerance: Optional[float], lossless: bool) -> float:
