@@ -1,4 +1,5 @@
 """The YUV path: label maps straight from yuv planes, honouring matrix and range tags."""
+import dataclasses
 import itertools
 
 import av
@@ -157,6 +158,109 @@ def test_edge_repair_only_changes_pixels_that_match_nothing_well(lossy_frames):
     far = dist[(u << 16) | (v << 8) | planes.y] > EDGE_REPAIR_DISTANCE
     assert far.any() and (repaired != plain).any()
     assert np.array_equal(repaired[~far], plain[~far])
+
+
+def _repair_oracle(planes, table, tolerance):
+    """Edge repair of a 4:2:0 frame as map_yuv's docstring states it, in numpy: a pixel whose chroma
+    differs by more than 2 from the chroma row on its side (above for even rows, below for odd ones)
+    or from the neighbouring column on its side (left for even columns, right for odd ones), and
+    whose own colour is far from every palette colour, takes the nearest (coarse distance, then own,
+    horizontal, vertical, diagonal chroma) of its own and those neighbours' chroma with its own luma."""
+    from maskdec.lut import _radius2, _yuv_index, _yuv_repair
+
+    radius2 = _radius2(tolerance)
+    lut, _ = _yuv_index(table.palette, radius2, planes.matrix, planes.full_range)
+    coarse, coarse_index, far_bits = _yuv_repair(table.palette, radius2, planes.matrix, planes.full_range)
+    h, w = planes.y.shape
+    u, v = planes.u.astype(np.int64), planes.v.astype(np.int64)
+    ch, cw = u.shape
+    i, j = np.mgrid[0:h, 0:w]
+    k, c = i >> 1, j >> 1
+    side = np.where(i % 2 == 0, k - 1, k + 1)
+    side = np.where((side < 0) | (side >= ch), k, side)  # the frame's first and last chroma rows: their own
+    cn = np.where(j % 2 == 0, c - 1, c + 1)
+    cn = np.where((cn < 0) | (cn >= cw), c, cn)
+    y = planes.y.astype(np.int64)
+
+    def key(kk, cc):
+        return (u[kk, cc] << 16) | (v[kk, cc] << 8) | y
+
+    own = key(k, c)
+    differs = ((abs(u[k, c] - u[side, c]) > 2) | (abs(v[k, c] - v[side, c]) > 2)
+               | (abs(u[k, c] - u[k, cn]) > 2) | (abs(v[k, c] - v[k, cn]) > 2))
+    far = np.unpackbits(far_bits, bitorder="little")[own].astype(bool)
+
+    def cell(key_):
+        return ((key_ >> 18) << 12) | (((key_ >> 10) & 63) << 6) | ((key_ >> 2) & 63)
+
+    tried = np.stack([own, key(k, cn), key(side, c), key(side, cn)])
+    rank = (coarse[cell(tried)].astype(np.int64) << 2) | np.arange(4)[:, None, None]
+    best = np.take_along_axis(tried, rank.argmin(axis=0)[None], axis=0)[0]
+    index = np.where(differs & far, coarse_index[cell(best)], lut[own])
+    return table.remap[index]
+
+
+def _nv12(planes):
+    """The same frame with NV12's interleaved chroma (strided views)."""
+    uv = np.empty((planes.u.shape[0], 2 * planes.u.shape[1]), np.uint8)
+    uv[:, 0::2], uv[:, 1::2] = planes.u, planes.v
+    return dataclasses.replace(planes, u=uv[:, 0::2], v=uv[:, 1::2])
+
+
+def _blocky_planes(rng, luma_shape, chroma_shape):
+    """Random planes made of horizontal runs (1 to 40 columns) of a few chroma values and lumas,
+    each chroma row often a copy of the one above: flat stretches, and edges on one side only."""
+    chroma = rng.integers(0, 256, (6, 2))
+    u, v = np.empty(chroma_shape, np.uint8), np.empty(chroma_shape, np.uint8)
+    for k in range(chroma_shape[0]):
+        if k and rng.random() < 0.5:
+            u[k], v[k] = u[k - 1], v[k - 1]
+            continue
+        c = 0
+        while c < chroma_shape[1]:
+            run = int(rng.choice([1, 2, 3, 5, 17, 40]))
+            pick = chroma[rng.integers(0, len(chroma))] + rng.integers(-3, 4, 2)
+            u[k, c:c + run], v[k, c:c + run] = np.clip(pick, 0, 255)
+            c += run
+    y = np.repeat(rng.integers(16, 236, (luma_shape[0], -(-luma_shape[1] // 8))), 8, axis=1)[:, :luma_shape[1]]
+    return {"y": y.astype(np.uint8), "u": u, "v": v}
+
+
+@pytest.mark.parametrize("crop", [(None, None), (-1, None), (None, -1), (-1, -1)], ids=["even", "odd-h", "odd-w", "odd"])
+def test_edge_repair_matches_its_specification(lossy_frames, crop):
+    """Every pixel, whatever the chroma layout (planar rows are scanned 16 columns at a time,
+    interleaved NV12 chroma column by column), odd sizes and row bands split across threads."""
+    frames, _ = lossy_frames
+    table = ColourTable(tuple(PALETTE.values()), tuple(range(len(PALETTE))), 255)
+    repaired = 0
+    rng = np.random.default_rng(7)
+    for n, f in enumerate(frames + [None]):
+        planes = yuv_planes(f if f is not None else frames[0])
+        if f is None:  # runs of 1 to 40 columns, differing on one side or both, often far from every colour
+            planes = dataclasses.replace(planes, **_blocky_planes(rng, planes.y.shape, planes.u.shape))
+        elif n % 2:  # chroma noise of up to 3 code values: differences on both sides of the edge threshold
+            noisy = [np.clip(p.astype(np.int16) + rng.integers(-3, 4, p.shape), 0, 255).astype(np.uint8)
+                     for p in (planes.u, planes.v)]
+            planes = dataclasses.replace(planes, u=noisy[0], v=noisy[1])
+        planes = dataclasses.replace(planes, y=planes.y[:crop[0], :crop[1]])
+        want = _repair_oracle(planes, table, 60)
+        plain = map_pixels(planes, table, 60, threads=1)
+        repaired += int((want != table.remap[_yuv_lut_index(planes, table)]).sum())
+        for layout in (planes, _nv12(planes)):
+            for threads in (1, 3):
+                got = map_pixels(layout, table, 60, threads=threads)
+                assert np.array_equal(got, want), (n, threads, np.argwhere(got != want)[:5])
+        assert np.array_equal(plain, want)
+    assert repaired > 100  # the clip has edges to repair
+
+
+def _yuv_lut_index(planes, table):
+    from maskdec.lut import _radius2, _yuv_index
+
+    lut, _ = _yuv_index(table.palette, _radius2(60), planes.matrix, planes.full_range)
+    u = np.repeat(np.repeat(planes.u, 2, 0), 2, 1)[:planes.y.shape[0], :planes.y.shape[1]].astype(np.int64)
+    v = np.repeat(np.repeat(planes.v, 2, 0), 2, 1)[:planes.y.shape[0], :planes.y.shape[1]].astype(np.int64)
+    return lut[(u << 16) | (v << 8) | planes.y]
 
 
 def test_edge_repair_same_for_uint16_tables(lossy_frames):

@@ -128,6 +128,17 @@ cdef inline Py_ssize_t _repair(const uint8_t* u_own, const uint8_t* v_own, const
     return coarse_label[_coarse(best)]
 
 
+cdef inline uint64_t _differs(const uint8_t* a, const uint8_t* b, Py_ssize_t words) noexcept nogil:
+    """Nonzero when the 8 * words bytes at a and b differ (branch-free: xor, or)."""
+    cdef uint64_t x, y, d = 0
+    cdef Py_ssize_t k
+    for k in range(words):
+        memcpy(&x, a + 8 * k, 8)
+        memcpy(&y, b + 8 * k, 8)
+        d |= x ^ y
+    return d
+
+
 cdef inline void _fill(label_t* out, label_t value, Py_ssize_t n) noexcept nogil:
     """out[0:n] = value."""
     cdef Py_ssize_t j
@@ -162,9 +173,10 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     top 6 bits of U, V and Y; its palette index comes from `coarse_label`, the index
     at each of its cells' centre (both small enough to stay in cache), its label
     from `remap`. Pixels off edges (flat regions, declared or not) are never
-    visited: edges are found on the chroma rows first, once for the two pixel
-    rows of a 4:2:0 chroma row. `scratch`: (10, w + 8) bytes (edge flags,
-    pixel positions, keys, lower row's edge flags), one per concurrent call.
+    visited: edges are found on the chroma rows first (16 columns at a time with
+    SSE2), once for the two pixel rows of a 4:2:0 chroma row. `scratch`:
+    (16, w + 8) bytes or more (each pixel row's candidate positions and keys), one
+    per concurrent call.
 
     Only rows row0 <= i < row1 (all by default) are written, so that callers
     can split a frame across threads. With `exact` and `counts`, also
@@ -185,19 +197,22 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     cdef const pal_t* base
     cdef bint packed = ys == 1 and us == 1 and vs == 1 and shift_x == 1
     repair = repair and shift_x == 1
-    cdef uint8_t* edges = NULL
-    cdef uint8_t* lower = NULL
     cdef int32_t* spots = NULL
     cdef uint32_t* keys = NULL
-    if repair:  # carve the scratch rows: edge flags, pixel positions (int32), keys (uint32), the lower row's edge flags
-        edges = &scratch[0, 0]
-        spots = <int32_t*>&scratch[1, 0]
-        keys = <uint32_t*>&scratch[5, 0]
-        lower = &scratch[9, 0]
+    cdef int32_t* spots_dn = NULL
+    cdef uint32_t* keys_dn = NULL
+    cdef Py_ssize_t m_up = 0, m_dn = 0
+    if repair and (scratch is None or scratch.shape[0] < 16 or scratch.shape[1] < w + 8
+                   or scratch.strides[0] != scratch.shape[1]):
+        raise ValueError("map_yuv: edge repair needs a C-contiguous (16, width + 8) scratch")
+    if repair:  # carve the scratch rows: each pixel row's candidate positions (int32) and keys (uint32)
+        spots = <int32_t*>&scratch[0, 0]
+        keys = <uint32_t*>&scratch[4, 0]
+        spots_dn = <int32_t*>&scratch[8, 0]
+        keys_dn = <uint32_t*>&scratch[12, 0]
     cdef bint stats = exact is not None and counts is not None
     cdef const uint8_t* ex = &exact[0] if stats else NULL
     cdef int64_t n = 0
-    cdef uint32_t uv
     with nogil:
         i = row0
         while i < end:
@@ -215,7 +230,16 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                 while c < half:
                     # 4 chroma columns (8 pixels of each row) whose Y, U and V all equal the
                     # previous column's have its labels: masks are mostly flat, so most of a
-                    # frame is copied, not looked up (a check per 8 pixels where it is not)
+                    # frame is copied, not looked up (a check per 8 pixels where it is not);
+                    # 16 columns at once first, as flat runs are long
+                    if 0 < c <= half - 16 and (_differs(yrow + 2 * c, yrow + 2 * c - 1, 4)
+                                               | _differs(ynext + 2 * c, ynext + 2 * c - 1, 4)
+                                               | _differs(urow + c, urow + c - 1, 2)
+                                               | _differs(vrow + c, vrow + c - 1, 2)) == 0:
+                        _fill(orow + 2 * c, orow[2 * c - 1], 32)
+                        _fill(onext + 2 * c, onext[2 * c - 1], 32)
+                        c = c + 16
+                        continue
                     if 0 < c <= half - 4:
                         memcpy(&ya, yrow + 2 * c, 8)
                         memcpy(&yb, yrow + 2 * c - 1, 8)
@@ -270,18 +294,20 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                 k = i >> shift_y
                 if rows == 2:  # one edge scan serves both pixel rows of the chroma row
                     up, down = _side_row(k, -1, ch), _side_row(k, 1, ch)
-                    _chroma_edges(&u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], &u[down, 0], &v[down, 0], us, vs, cw,
-                                  edges, lower)
+                    md_edge_candidates(&u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], &u[down, 0], &v[down, 0], us, vs,
+                                       cw, &y[i, 0], &y[i + 1, 0], ys, w, spots, keys, &m_up, spots_dn, keys_dn,
+                                       &m_dn)
                 else:  # the side of a pixel row: above for the upper row of a 4:2:0 chroma row, else below
                     up = _side_row(k, (-1 if (i & 1) == 0 else 1) if shift_y else 0, ch)
                     down = up
-                    _chroma_edges(&u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], NULL, NULL, us, vs, cw, edges, NULL)
-                _repair_pixels(edges, &u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], us, vs, cw, &y[i, 0], ys, &out[i, 0],
-                               w, &far_bits[0], spots, keys, &coarse_label[0], &coarse[0], &remap[0])
+                    md_edge_candidates(&u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], NULL, NULL, us, vs, cw, &y[i, 0],
+                                       NULL, ys, w, spots, keys, &m_up, NULL, NULL, &m_dn)
+                _repair_pixels(m_up, spots, keys, &u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], us, vs, cw, &y[i, 0], ys,
+                               &out[i, 0], &far_bits[0], &coarse_label[0], &coarse[0], &remap[0])
                 if rows == 2:
-                    _repair_pixels(lower, &u[k, 0], &v[k, 0], &u[down, 0], &v[down, 0], us, vs, cw, &y[i + 1, 0], ys,
-                                   &out[i + 1, 0], w, &far_bits[0], spots, keys, &coarse_label[0],
-                                   &coarse[0], &remap[0])
+                    _repair_pixels(m_dn, spots_dn, keys_dn, &u[k, 0], &v[k, 0], &u[down, 0], &v[down, 0], us, vs, cw,
+                                   &y[i + 1, 0], ys, &out[i + 1, 0], &far_bits[0], &coarse_label[0], &coarse[0],
+                                   &remap[0])
             if stats:
                 for r in range(i, i + rows):
                     n += _count_exact(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_x, shift_y, ex, ignore)
@@ -291,113 +317,158 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
         counts[1] += _count_equal(out, row0, end, ignore)
 
 
-cdef inline uint8_t _far(uint32_t a, uint32_t b) noexcept nogil:
-    """1 when two code values differ by more than 2 (branch-free: a - b + 2 wraps when negative)."""
-    return (a - b + 2) > 4
+cdef extern from *:
+    """
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+
+    /* 1 when two code values differ by more than 2 (branch-free: a - b + 2 wraps when negative). */
+    static inline uint32_t md_far(uint32_t a, uint32_t b) { return (a - b + 2u) > 4u; }
+
+    /* Append the candidate pixels of chroma column c in one pixel row (see md_edge_candidates). */
+    static inline Py_ssize_t md_column(Py_ssize_t c, const uint8_t* u, const uint8_t* v, const uint8_t* uside,
+                                       const uint8_t* vside, Py_ssize_t us, Py_ssize_t vs, Py_ssize_t cw,
+                                       const uint8_t* y, Py_ssize_t ys, Py_ssize_t w, int32_t* spots,
+                                       uint32_t* keys, Py_ssize_t m) {
+        uint32_t own_u = u[c * us], own_v = v[c * vs];
+        uint32_t side = md_far(own_u, uside[c * us]) | md_far(own_v, vside[c * vs]);
+        for (Py_ssize_t j = 2 * c; j < 2 * c + 2 && j < w; j++) {
+            Py_ssize_t cn = (j & 1) == 0 ? c - 1 : c + 1;
+            if (cn < 0 || cn >= cw) cn = c;
+            spots[m] = (int32_t)j;
+            keys[m] = (((own_u << 8) | own_v) << 8) | y[j * ys];
+            m += side | md_far(own_u, u[cn * us]) | md_far(own_v, v[cn * vs]);  /* branch-free append */
+        }
+        return m;
+    }
+
+    /* Equal bytes, 8 at a time. */
+    static inline int md_same8(const uint8_t* a, const uint8_t* b) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        return x == y;
+    }
+
+    #if defined(__SSE2__)
+    /* 0xFF in each byte where a and b differ by at most 2. */
+    static inline __m128i md_near16(__m128i a, __m128i b) {
+        __m128i diff = _mm_or_si128(_mm_subs_epu8(a, b), _mm_subs_epu8(b, a));
+        return _mm_cmpeq_epi8(_mm_subs_epu8(diff, _mm_set1_epi8(2)), _mm_setzero_si128());
+    }
+
+    /* Append the pixels of `mask` (bit b: pixel j0 + b) with their keys; chroma (u, v) of pixel j0 + b
+       at index b >> 1 of cu, cv. */
+    static inline Py_ssize_t md_append(uint32_t mask, Py_ssize_t j0, const uint8_t* cu, const uint8_t* cv,
+                                       const uint8_t* y, int32_t* spots, uint32_t* keys, Py_ssize_t m) {
+        while (mask) {
+            int b = __builtin_ctz(mask);
+            mask &= mask - 1;
+            spots[m] = (int32_t)(j0 + b);
+            keys[m] = ((((uint32_t)cu[b >> 1] << 8) | cv[b >> 1]) << 8) | y[j0 + b];
+            m++;
+        }
+        return m;
+    }
+
+    /* Candidate bits of 16 chroma columns' 32 pixels, from the masks of columns near their left (nl) and
+       right (nr) neighbours and near their side row (ns): bit 2k is pixel 2k (left), 2k + 1 pixel 2k + 1. */
+    static inline uint32_t md_pixel_bits(__m128i nl, __m128i nr, __m128i ns) {
+        __m128i left = _mm_and_si128(ns, nl), right = _mm_and_si128(ns, nr);
+        uint32_t lo = (uint32_t)_mm_movemask_epi8(_mm_unpacklo_epi8(left, right));
+        uint32_t hi = (uint32_t)_mm_movemask_epi8(_mm_unpackhi_epi8(left, right));
+        return ~(lo | (hi << 16));
+    }
+    #endif
+
+    /* Edge repair candidates of one chroma row (cw >= 2 columns; u, v) for the pixel rows it covers: the
+       upper row (luma yup, side chroma row uup, vup) and, unless udn is NULL, the lower row (ydn; udn, vdn).
+       A pixel is a candidate when its chroma differs (md_far) from the chroma row on its side or from the
+       neighbouring column on its side (left for even pixels, right for odd ones). Appends each row's
+       candidates (position, colour key U << 16 | V << 8 | Y), in ascending position, to its spots and keys,
+       and stores their number in *n_up, *n_dn. Packed rows go 16 columns at a time where SSE2 is
+       available (else 8, skipping only flat runs), skipping columns equal to all their neighbours. */
+    static void md_edge_candidates(const uint8_t* u, const uint8_t* v, const uint8_t* uup, const uint8_t* vup,
+                                   const uint8_t* udn, const uint8_t* vdn, Py_ssize_t us, Py_ssize_t vs,
+                                   Py_ssize_t cw, const uint8_t* yup, const uint8_t* ydn, Py_ssize_t ys,
+                                   Py_ssize_t w, int32_t* spots_up, uint32_t* keys_up, Py_ssize_t* n_up,
+                                   int32_t* spots_dn, uint32_t* keys_dn, Py_ssize_t* n_dn) {
+        Py_ssize_t mu = 0, md = 0, c = 0;
+        int packed = us == 1 && vs == 1 && ys == 1;
+        while (c < cw) {
+    #if defined(__SSE2__)
+            if (packed && c >= 1 && c + 17 <= cw) {
+                __m128i a = _mm_loadu_si128((const __m128i*)(u + c));
+                __m128i l = _mm_loadu_si128((const __m128i*)(u + c - 1));
+                __m128i r = _mm_loadu_si128((const __m128i*)(u + c + 1));
+                __m128i p = _mm_loadu_si128((const __m128i*)(uup + c));
+                __m128i va = _mm_loadu_si128((const __m128i*)(v + c));
+                __m128i vl = _mm_loadu_si128((const __m128i*)(v + c - 1));
+                __m128i vr = _mm_loadu_si128((const __m128i*)(v + c + 1));
+                __m128i vp = _mm_loadu_si128((const __m128i*)(vup + c));
+                __m128i d = a, vd = va;
+                if (udn != NULL) {
+                    d = _mm_loadu_si128((const __m128i*)(udn + c));
+                    vd = _mm_loadu_si128((const __m128i*)(vdn + c));
+                }
+                __m128i same = _mm_and_si128(_mm_and_si128(_mm_cmpeq_epi8(a, l), _mm_cmpeq_epi8(a, r)),
+                                             _mm_and_si128(_mm_cmpeq_epi8(a, p), _mm_cmpeq_epi8(a, d)));
+                same = _mm_and_si128(same, _mm_and_si128(_mm_and_si128(_mm_cmpeq_epi8(va, vl), _mm_cmpeq_epi8(va, vr)),
+                                                         _mm_and_si128(_mm_cmpeq_epi8(va, vp), _mm_cmpeq_epi8(va, vd))));
+                if (_mm_movemask_epi8(same) != 0xFFFF) {  /* not flat: which pixels are candidates */
+                    __m128i nl = _mm_and_si128(md_near16(a, l), md_near16(va, vl));
+                    __m128i nr = _mm_and_si128(md_near16(a, r), md_near16(va, vr));
+                    __m128i np = _mm_and_si128(md_near16(a, p), md_near16(va, vp));
+                    mu = md_append(md_pixel_bits(nl, nr, np), 2 * c, u + c, v + c, yup, spots_up, keys_up, mu);
+                    if (udn != NULL) {
+                        __m128i nd = _mm_and_si128(md_near16(a, d), md_near16(va, vd));
+                        md = md_append(md_pixel_bits(nl, nr, nd), 2 * c, u + c, v + c, ydn, spots_dn, keys_dn, md);
+                    }
+                }
+                c += 16;
+                continue;
+            }
+    #else
+            if (packed && c >= 1 && c + 9 <= cw && md_same8(u + c, u + c - 1) && md_same8(u + c, u + c + 1)
+                    && md_same8(u + c, uup + c) && md_same8(v + c, v + c - 1) && md_same8(v + c, v + c + 1)
+                    && md_same8(v + c, vup + c)
+                    && (udn == NULL || (md_same8(u + c, udn + c) && md_same8(v + c, vdn + c)))) {
+                c += 8;  /* flat: no candidates */
+                continue;
+            }
+    #endif
+            mu = md_column(c, u, v, uup, vup, us, vs, cw, yup, ys, w, spots_up, keys_up, mu);
+            if (udn != NULL)
+                md = md_column(c, u, v, udn, vdn, us, vs, cw, ydn, ys, w, spots_dn, keys_dn, md);
+            c++;
+        }
+        *n_up = mu;
+        *n_dn = md;
+    }
+    """
+    void md_edge_candidates(const uint8_t* u, const uint8_t* v, const uint8_t* uup, const uint8_t* vup,
+                            const uint8_t* udn, const uint8_t* vdn, Py_ssize_t us, Py_ssize_t vs, Py_ssize_t cw,
+                            const uint8_t* yup, const uint8_t* ydn, Py_ssize_t ys, Py_ssize_t w,
+                            int32_t* spots_up, uint32_t* keys_up, Py_ssize_t* n_up,
+                            int32_t* spots_dn, uint32_t* keys_dn, Py_ssize_t* n_dn) noexcept nogil
 
 
-cdef inline uint8_t _edge(const uint8_t* urow, const uint8_t* vrow, const uint8_t* uside, const uint8_t* vside,
-                          Py_ssize_t us, Py_ssize_t vs, Py_ssize_t c) noexcept nogil:
-    """1 when chroma column c (0 < c < width - 1) differs from its left, right or side neighbour."""
-    return (_far(urow[c * us], urow[(c - 1) * us]) | _far(vrow[c * vs], vrow[(c - 1) * vs])
-            | _far(urow[c * us], urow[(c + 1) * us]) | _far(vrow[c * vs], vrow[(c + 1) * vs])
-            | _far(urow[c * us], uside[c * us]) | _far(vrow[c * vs], vside[c * vs]))
-
-
-cdef inline void _chroma_edges(const uint8_t* urow, const uint8_t* vrow, const uint8_t* uup, const uint8_t* vup,
-                               const uint8_t* udown, const uint8_t* vdown, Py_ssize_t us, Py_ssize_t vs,
-                               Py_ssize_t cw, uint8_t* upper, uint8_t* lower) noexcept nogil:
-    """Edge flags of one chroma row (cw >= 2 columns) for the pixel rows it covers: upper[c] is 1
-    when column c's chroma differs (see _far) from its left or right neighbour or from the chroma
-    row above (uup, vup), lower[c] likewise with the row below (udown, vdown); lower may be NULL
-    (one pixel row). Planar rows go 8 columns at a time where all their chroma equals the
-    neighbours' (flat regions), so a flat row costs a few word compares per 8 columns."""
-    cdef Py_ssize_t c = 1, j, q
-    cdef uint64_t a, left, right, up, down, va, vleft, vright, vup8, vdown8
-    cdef uint8_t hor
-    if us == 1 and vs == 1:
-        while c + 9 <= cw:
-            memcpy(&a, urow + c, 8)
-            memcpy(&left, urow + c - 1, 8)
-            memcpy(&right, urow + c + 1, 8)
-            memcpy(&up, uup + c, 8)
-            memcpy(&va, vrow + c, 8)
-            memcpy(&vleft, vrow + c - 1, 8)
-            memcpy(&vright, vrow + c + 1, 8)
-            memcpy(&vup8, vup + c, 8)
-            if lower != NULL:
-                memcpy(&down, udown + c, 8)
-                memcpy(&vdown8, vdown + c, 8)
-            else:
-                down, vdown8 = a, va
-            if (a == left and a == right and a == up and a == down and va == vleft and va == vright
-                    and va == vup8 and va == vdown8):
-                memset(upper + c, 0, 8)
-                if lower != NULL:
-                    memset(lower + c, 0, 8)
-                c = c + 8
-                continue
-            for j in range(c, c + 8):
-                hor = (_far(urow[j], urow[j - 1]) | _far(vrow[j], vrow[j - 1])
-                       | _far(urow[j], urow[j + 1]) | _far(vrow[j], vrow[j + 1]))
-                upper[j] = hor | _far(urow[j], uup[j]) | _far(vrow[j], vup[j])
-                if lower != NULL:
-                    lower[j] = hor | _far(urow[j], udown[j]) | _far(vrow[j], vdown[j])
-            c = c + 8
-    while c < cw - 1:
-        hor = (_far(urow[c * us], urow[(c - 1) * us]) | _far(vrow[c * vs], vrow[(c - 1) * vs])
-               | _far(urow[c * us], urow[(c + 1) * us]) | _far(vrow[c * vs], vrow[(c + 1) * vs]))
-        upper[c] = hor | _far(urow[c * us], uup[c * us]) | _far(vrow[c * vs], vup[c * vs])
-        if lower != NULL:
-            lower[c] = hor | _far(urow[c * us], udown[c * us]) | _far(vrow[c * vs], vdown[c * vs])
-        c = c + 1
-    for q in range(2):  # the first and last columns have one horizontal neighbour
-        c = 0 if q == 0 else cw - 1
-        j = 1 if q == 0 else cw - 2
-        hor = _far(urow[c * us], urow[j * us]) | _far(vrow[c * vs], vrow[j * vs])
-        upper[c] = hor | _far(urow[c * us], uup[c * us]) | _far(vrow[c * vs], vup[c * vs])
-        if lower != NULL:
-            lower[c] = hor | _far(urow[c * us], udown[c * us]) | _far(vrow[c * vs], vdown[c * vs])
-
-
-cdef inline void _repair_pixels(const uint8_t* edges, const uint8_t* urow, const uint8_t* vrow,
-                                const uint8_t* uside, const uint8_t* vside, Py_ssize_t us, Py_ssize_t vs,
-                                Py_ssize_t cw, const uint8_t* yrow, Py_ssize_t ys, label_t* orow, Py_ssize_t w,
-                                const uint8_t* far_bits, int32_t* spots, uint32_t* keys,
-                                const pal_t* coarse_label, const uint8_t* coarse,
+cdef inline void _repair_pixels(Py_ssize_t m, int32_t* spots, const uint32_t* keys, const uint8_t* urow,
+                                const uint8_t* vrow, const uint8_t* uside, const uint8_t* vside, Py_ssize_t us,
+                                Py_ssize_t vs, Py_ssize_t cw, const uint8_t* yrow, Py_ssize_t ys, label_t* orow,
+                                const uint8_t* far_bits, const pal_t* coarse_label, const uint8_t* coarse,
                                 const label_t* remap) noexcept nogil:
     """Edge repair of one pixel row, 2:1 horizontal chroma (see map_yuv), given its chroma
-    row (urow, vrow), the chroma row on its side (uside, vside) and its edge flags."""
-    cdef Py_ssize_t m = 0, n = 0, q, c = 0, j, cn
-    cdef uint32_t own_u, own_v
-    cdef uint8_t side
-    cdef uint64_t word
-    # 1. the pixels of edge columns not flat on their own side, with their colour keys
-    # (appended branch-free: whether a pixel qualifies is a coin toss for the branch predictor)
-    while c < cw:
-        if c + 8 <= cw:
-            memcpy(&word, edges + c, 8)
-            if word == 0:
-                c = c + 8
-                continue
-        if edges[c]:
-            own_u = urow[c * us]
-            own_v = vrow[c * vs]
-            side = _far(own_u, uside[c * us]) | _far(own_v, vside[c * vs])
-            for j in range(2 * c, 2 * c + 2 if 2 * c + 2 <= w else w):
-                cn = c - 1 if (j & 1) == 0 else c + 1
-                if cn < 0 or cn >= cw:
-                    cn = c
-                spots[m] = <int32_t>j
-                keys[m] = (((own_u << 8) | own_v) << 8) | yrow[j * ys]
-                m = m + (side | _far(own_u, urow[cn * us]) | _far(own_v, vrow[cn * vs]))
-        c = c + 1
-    # 2. keep those far from every palette colour (their chroma block straddles a class edge),
-    # in one tight loop (independent loads overlap), again branch-free
+    row (urow, vrow), the chroma row on its side (uside, vside) and its m candidates
+    (positions `spots`, colour `keys`, from md_edge_candidates)."""
+    cdef Py_ssize_t n = 0, q, c, j, cn
+    # keep those far from every palette colour (their chroma block straddles a class edge),
+    # in one tight loop (independent loads overlap), branch-free
     for q in range(m):
         spots[n] = spots[q]
         n = n + ((far_bits[keys[q] >> 3] >> (keys[q] & 7)) & 1)
-    # 3. repair them
+    # repair them
     for q in range(n):
         j = spots[q]
         c = j >> 1

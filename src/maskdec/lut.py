@@ -353,9 +353,8 @@ def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out:
     exact = None if counts is None else _yuv_exact(palette, radius2, planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
     bands = row_bands(rows.shape[0], align=2, threads=threads)  # even, so chroma rows are not split
-    # the kernel's scratch per band: edge flags, pixel positions, keys, the lower row's edge
-    # flags (rows 4-byte aligned)
-    scratch = np.empty((len(bands), 10, -(-(out.shape[1] + 8) // 4) * 4), np.uint8) if repair else [None] * len(bands)
+    # the kernel's scratch per band: each pixel row's candidate positions and keys (rows 4-byte aligned)
+    scratch = np.empty((len(bands), 16, -(-(out.shape[1] + 8) // 4) * 4), np.uint8) if repair else [None] * len(bands)
     parts = None if counts is None else np.zeros((len(bands), 3), np.int64)  # a row of counts per band
     run_bands(lambda r0, r1, k: kernels.map_yuv(
         planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, remap, rows, far_bits, coarse_index, coarse,
