@@ -304,3 +304,27 @@ def test_remote_uri_without_fsspec_names_the_extra():
     with pytest.raises(maskdec.MissingExtraError, match=r"maskdec\[remote\]") as info:
         list(maskdec.iter_samples(frames))
     assert "s3://bucket/" in str(info.value) and isinstance(info.value, ImportError)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_planning_leaves_garbage_collection_as_it_found_it(example, enabled):
+    """Planning pauses the cyclic collector (its objects all live on) and restores it, even on errors."""
+    import gc
+
+    from maskdec.options import Options
+    from maskdec.samples import plan_of
+
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        table, requests = plan_of(example.frames_path, Options.of({}))
+        assert gc.isenabled() is enabled
+        want_table, want = plan_samples(maskdec.load_frames(example.frames_path))
+        assert table.to_dict() == want_table.to_dict()
+        assert [(r.frame_index, r.mask_uri, r.mask_ts) for r in requests] == [
+            (r.frame_index, r.mask_uri, r.mask_ts) for r in want]
+        with pytest.raises(maskdec.MaskdecError):
+            plan_of([{"sources": "not a list"}], Options.of({}))
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

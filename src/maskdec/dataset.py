@@ -20,7 +20,7 @@ from .media.planes import mask_data
 from .media.planner import fetch
 from .media.reader import MediaReader, image_rgb, mask_pixels
 from .options import Options
-from .samples import FramesArg, Sample, SampleRequest, _as_frames, build_sample, plan_samples
+from .samples import FramesArg, Sample, SampleRequest, build_sample, plan_of
 
 __all__ = ["MaskDataset", "ReaderCache", "SampleIndexError"]
 
@@ -125,9 +125,7 @@ class MaskDataset:
         o = self.options
         self.labels: LabelTable
         self.requests: list[SampleRequest]
-        self.labels, self.requests = plan_samples(_as_frames(frames, strict_keys=o.strict_keys), labels=o.labels,
-                                                  mask_labels=o.mask_labels, ignore_index=o.ignore_index,
-                                                  strict=o.strict)
+        self.labels, self.requests = plan_of(frames, o)
         self.tolerance = o.tolerance
         self.images = o.images
         self.strict_sizes = o.strict_sizes

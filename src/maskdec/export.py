@@ -44,7 +44,7 @@ from .export_work import ExportJob, WorkUnit, failure_record, make_units, worker
 from .exported import EXPORT_SETS
 from .labels import LabelTable
 from .options import Options
-from .samples import FramesArg, SampleFailure, SampleRequest, _as_frames, plan_samples
+from .samples import FramesArg, SampleFailure, SampleRequest, plan_of
 
 __all__ = ["ExportSummary", "ForeignOutputError", "export"]
 
@@ -254,8 +254,7 @@ def export(
     opts = Options.of(options)
     images, tolerance = opts.images, opts.tolerance
     store = open_store(out_dir)
-    table, requests = plan_samples(_as_frames(frames, strict_keys=opts.strict_keys), labels=opts.labels,
-                                   mask_labels=opts.mask_labels, ignore_index=opts.ignore_index, strict=opts.strict)
+    table, requests = plan_of(frames, opts)
     check_unique_keys((r.frame_index, r.source.id, r.mask.id) for r in requests)
     check_unique_keys(sorted({(r.frame_index, r.source.id) for r in requests}), image_key, what="source images")
     settings = {"format": format, "images": images, "tolerance": tolerance,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 from .errors import MissingExtraError, OptionError
 from .export_work import make_units
 from .options import Options
-from .samples import FramesArg, SampleRequest, _as_frames, plan_samples
+from .samples import FramesArg, SampleRequest, plan_of
 
 if TYPE_CHECKING:
     import ray.data
@@ -87,8 +87,7 @@ def samples_datasource(frames: FramesArg, *, on_failure: str = "raise",
     _ray()
     from .ray_datasource import MaskdecDatasource
 
-    table, requests = plan_samples(_as_frames(frames, strict_keys=opts.strict_keys), labels=opts.labels,
-                                   mask_labels=opts.mask_labels, ignore_index=opts.ignore_index, strict=opts.strict)
+    table, requests = plan_of(frames, opts)
     if on_failure == "raise":
         for r in requests:
             if r.error is not None:

@@ -6,7 +6,9 @@ input order. Frames decoded ahead of their turn wait in memory until served.
 from __future__ import annotations
 
 import functools
+import gc
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
@@ -28,7 +30,7 @@ from .rois import FrameRoiPlan, MaskIndex, RoiRef, RoiSample, roi_samples_of
 from .serve import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_OPEN_READERS, FrameServer
 
 __all__ = ["Sample", "SampleFailure", "SampleIterator", "iter_samples", "iter_roi_samples", "plan_samples",
-           "SampleRequest", "build_sample"]
+           "plan_of", "SampleRequest", "build_sample"]
 
 FramesArg = Union[str, os.PathLike, Frame, Sequence[Union[Frame, Mapping]]]
 
@@ -241,6 +243,27 @@ def plan_samples(
                     palette=palette if error is None else None,
                 ))
     return table, requests
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Cyclic garbage collection off for a while (restored as it was): parsing and planning make
+    many small objects that all live on, and the collections they trigger would only re-scan them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def plan_of(frames: FramesArg, options: Options) -> tuple[LabelTable, list[SampleRequest]]:
+    """The label table and requests of `frames` (a path, Frame or list) under `options`."""
+    with _gc_paused():
+        return plan_samples(_as_frames(frames, strict_keys=options.strict_keys), labels=options.labels,
+                            mask_labels=options.mask_labels, ignore_index=options.ignore_index,
+                            strict=options.strict)
 
 
 def _palettes(per_frame: Sequence[Union[dict, MaskdecError]], mask_uris: Sequence[dict[tuple, str]]
@@ -456,8 +479,7 @@ def iter_samples(frames: FramesArg, **options: Any) -> SampleIterator:
     OptionError. The iterator's `.labels` is the LabelTable used.
     """
     opts = Options.of(options)
-    table, requests = plan_samples(_as_frames(frames, strict_keys=opts.strict_keys), labels=opts.labels,
-                                   mask_labels=opts.mask_labels, ignore_index=opts.ignore_index, strict=opts.strict)
+    table, requests = plan_of(frames, opts)
     return SampleIterator.of(table, requests, opts)
 
 
