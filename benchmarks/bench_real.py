@@ -14,7 +14,8 @@ after --budget seconds (the rate is then over the samples made so far). Printed,
     "cold" is a fresh process's first pass, "warm" the fastest of the next three (with images: the
     next one) in that process, and decode-only the fastest of three passes;
   - colour table build times for 20 and 255 colours (bench_tables.table_build_times());
-  - peak RSS (VmHWM), threads and open files, sampled after every sample, of (a) a frames
+  - peak RSS (VmHWM), threads and open files, sampled after every sample (in these runs only,
+    not the timed ones), of (a) a frames
     file that round-robins over 400 small videos against the same frames grouped by file
     (and whether the round-robin runs under ulimit -n 256), (b) the 1080p 300-frame
     long-GOP clip referenced in shuffled timestamp order against in order (goal: peak RSS
@@ -65,7 +66,10 @@ def child(spec: dict) -> dict:
 
     out: dict = {"rss_after_import_mib": _status_mib("VmRSS"), "passes": []}
     max_threads = max_fds = 0
-    sample = not spec.get("nofile")  # under a low file limit, the sampling itself must not fail first
+    # resource runs only: reading /proc costs about 30 us a sample, which the timed runs (and the
+    # decode-only loop they are compared with) do not pay; under a low file limit the sampling
+    # itself must not fail first
+    sample = spec.get("resources", False) and not spec.get("nofile")
     try:
         for _ in range(spec.get("passes", 1)):
             t0 = time.perf_counter()
@@ -273,7 +277,8 @@ def main() -> None:
             ("round_robin_400_ulimit_n_256", rr_root / "round_robin.jsonl", {"nofile": 256}),
             ("long_gop_shuffled", root / "long_shuffled.jsonl", {}),
             ("long_gop_in_order", root / "long_in_order.jsonl", {})):
-        res = run_child({"frames": str(frames), "images": False, "passes": 1, "budget": 10 * args.budget, **extra})
+        res = run_child({"frames": str(frames), "images": False, "passes": 1, "budget": 10 * args.budget,
+                         "resources": True, **extra})
         resources[key] = res
         print(key, json.dumps(res))
 
