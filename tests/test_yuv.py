@@ -272,3 +272,52 @@ def test_edge_repair_same_for_uint16_tables(lossy_frames):
     a, b = map_pixels(planes, small, 60), map_pixels(planes, wide, 60)
     assert b.dtype == np.uint16
     assert np.array_equal(np.where(a == 255, 65535, a.astype(np.uint16)), b)
+
+
+@pytest.mark.parametrize("layout", ["planar", "nv12", "odd"])
+def test_yuv_frames_map_straight_to_the_runs_of_their_palette_indices(lossy_frames, layout, monkeypatch):
+    """Frames waiting their turn are kept as runs made row pair by row pair (the index map is never
+    written whole): the same runs as encoding the whole mapped frame, for 8- and 16-bit palettes,
+    and, for rows busier than the one-pass room, through the whole frame."""
+    import maskdec.runs as runs_module
+    from maskdec.lut import Palette, map_palette
+    from maskdec.runs import IndexRuns
+
+    frames, _ = lossy_frames
+    rng = np.random.default_rng(3)
+    wide = Palette(set(PALETTE.values()) | {tuple(int(x) for x in rng.integers(0, 256, 3)) for _ in range(300)})
+    assert wide.dtype == np.uint16
+    for palette in (Palette(PALETTE.values()), wide):
+        for n, f in enumerate(frames[:3]):
+            planes = yuv_planes(f)
+            planes = {"planar": planes, "nv12": _nv12(planes),
+                      "odd": dataclasses.replace(planes, y=planes.y[:-1, :-1])}[layout]
+            want = IndexRuns.encode(map_palette(planes, palette, palette.identity(), 60, threads=1))
+            for room in (runs_module.RUNS_PER_ROW, 1):  # 1: too little room, so the frame is mapped whole
+                monkeypatch.setattr(runs_module, "RUNS_PER_ROW", room)
+                got = IndexRuns.of_pixels(planes, palette, 60)
+                assert got.shape == want.shape
+                for field in ("values", "ends", "row_start"):
+                    np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+                assert got.values.dtype == palette.dtype
+
+
+def test_map_yuv_runs_mode_rejects_what_it_cannot_do(lossy_frames):
+    from maskdec._core import kernels
+    from maskdec.lut import Palette, _yuv_tables
+
+    planes = yuv_planes(lossy_frames[0][0])
+    palette = Palette(PALETTE.values())
+    lut = _yuv_tables(planes, palette, 60, False)[0]
+    h, w = planes.y.shape
+    values, ends, rows = np.empty(h * 64, np.uint8), np.empty(h * 64, np.uint32), np.empty(h + 1, np.int64)
+    args = (planes.y, planes.u, planes.v, 1, 1, lut, palette.identity())
+    with pytest.raises(ValueError, match="runs mode"):  # a partial frame
+        kernels.map_yuv(*args, np.empty((2, w), np.uint8), row1=h // 2, run_values=values, run_ends=ends,
+                        run_rows=rows)
+    with pytest.raises(ValueError, match="height"):  # a whole-frame out of the wrong height
+        kernels.map_yuv(*args, np.empty((2, w), np.uint8))
+    assert kernels.map_yuv(*args, np.empty((2, w), np.uint8), run_values=values[:5], run_ends=ends[:5],
+                           run_rows=rows) == -1  # too little room
+    n = kernels.map_yuv(*args, np.empty((2, w), np.uint8), run_values=values, run_ends=ends, run_rows=rows)
+    assert 0 < n == rows[h] and np.all(np.diff(rows) >= 1)

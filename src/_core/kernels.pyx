@@ -153,7 +153,8 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
             const pal_t[::1] lut, const label_t[::1] remap, label_t[:, ::1] out, const uint8_t[::1] far_bits=None,
             const pal_t[::1] coarse_label=None, const uint8_t[::1] coarse=None, bint repair=False,
             uint8_t[:, ::1] scratch=None, Py_ssize_t row0=0, Py_ssize_t row1=-1,
-            const uint8_t[::1] exact=None, int64_t[::1] counts=None, int ignore=0):
+            const uint8_t[::1] exact=None, int64_t[::1] counts=None, int ignore=0,
+            label_t[::1] run_values=None, uint32_t[::1] run_ends=None, int64_t[::1] run_rows=None) -> Py_ssize_t:
     """out[i, j] = remap[lut[U << 16 | V << 8 | Y]], chroma taken at (i >> shift_y, j >> shift_x):
     `lut` gives the palette index of each YUV triple, `remap` the label of each palette index.
 
@@ -182,8 +183,14 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     can split a frame across threads. With `exact` and `counts`, also
     counts[0] += the pixels whose own key has exact[key] == 1 and whose label is not
     `ignore`, and counts[1] += the pixels labelled `ignore` (after repair).
+
+    Runs mode, with run_values, run_ends and run_rows (whole frames, no counts): the
+    labels come out run-length coded as encode_runs codes them (run_rows has h + 1
+    entries), and `out` is only a (2, w) buffer for the row pair being mapped, so the
+    frame's labels are never written out whole. Returns the number of runs, or -1
+    (stopping there) when run_values and run_ends hold fewer; 0 otherwise.
     """
-    cdef Py_ssize_t h = out.shape[0], w = out.shape[1], end = h if row1 < 0 else row1, i, j, c, r, rows
+    cdef Py_ssize_t h = y.shape[0], w = out.shape[1], end = h if row1 < 0 else row1, i, j, c, r, rows
     cdef Py_ssize_t cw = u.shape[1], ch = u.shape[0], k, up, down, half = w >> 1
     cdef uint64_t ya, yb, na, nb
     cdef uint32_t ua, ub, va, vb
@@ -211,6 +218,15 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
         spots_dn = <int32_t*>&scratch[8, 0]
         keys_dn = <uint32_t*>&scratch[12, 0]
     cdef bint stats = exact is not None and counts is not None
+    cdef bint runs = run_values is not None and run_ends is not None and run_rows is not None
+    if runs and (stats or row0 != 0 or end != h or out.shape[0] < 2 or run_rows.shape[0] < h + 1):
+        raise ValueError("map_yuv: runs mode maps whole frames, without counts, into a (2, width) out")
+    if not runs and out.shape[0] != h:
+        raise ValueError("map_yuv: out must have the frame's height")
+    cdef Py_ssize_t room = min(run_values.shape[0], run_ends.shape[0]) if runs else 0, n_runs = 0
+    cdef label_t* run_v = &run_values[0] if runs and room > 0 else NULL
+    cdef uint32_t* run_e = &run_ends[0] if runs and room > 0 else NULL
+    cdef Py_ssize_t o  # the row of `out` that pixel row i goes to
     cdef const uint8_t* ex = &exact[0] if stats else NULL
     cdef int64_t n = 0
     with nogil:
@@ -219,13 +235,14 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
             yrow = &y[i, 0]
             urow = &u[i >> shift_y, 0]
             vrow = &v[i >> shift_y, 0]
-            orow = &out[i, 0]
+            o = (i & 1) if runs else i
+            orow = &out[o, 0]
             rows = 1
             if packed and shift_y == 1 and (i & 1) == 0 and i + 1 < end:
                 # 4:2:0, both rows of a chroma row at once: one chroma read serves four pixels
                 rows = 2
                 ynext = &y[i + 1, 0]
-                onext = &out[i + 1, 0]
+                onext = &out[o + 1, 0]
                 c = 0
                 while c < half:
                     # 4 chroma columns (8 pixels of each row) whose Y, U and V all equal the
@@ -303,18 +320,30 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                     md_edge_candidates(&u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], NULL, NULL, us, vs, cw, &y[i, 0],
                                        NULL, ys, w, spots, keys, &m_up, NULL, NULL, &m_dn)
                 _repair_pixels(m_up, spots, keys, &u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], us, vs, cw, &y[i, 0], ys,
-                               &out[i, 0], &far_bits[0], &coarse_label[0], &coarse[0], &remap[0])
+                               orow, &far_bits[0], &coarse_label[0], &coarse[0], &remap[0])
                 if rows == 2:
                     _repair_pixels(m_dn, spots_dn, keys_dn, &u[k, 0], &v[k, 0], &u[down, 0], &v[down, 0], us, vs, cw,
-                                   &y[i + 1, 0], ys, &out[i + 1, 0], &far_bits[0], &coarse_label[0], &coarse[0],
+                                   &y[i + 1, 0], ys, onext, &far_bits[0], &coarse_label[0], &coarse[0],
                                    &remap[0])
             if stats:
                 for r in range(i, i + rows):
                     n += _count_exact(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_x, shift_y, ex, ignore)
+            if runs:
+                for r in range(i, i + rows):
+                    run_rows[r] = n_runs
+                    if w > 0:
+                        n_runs = _encode_row(&out[r & 1, 0], w, run_v, run_e, n_runs, room)
+                    if n_runs < 0:
+                        break
+                if n_runs < 0:
+                    break
             i += rows
+        if runs and n_runs >= 0:
+            run_rows[h] = n_runs
     if stats:
         counts[0] += n
         counts[1] += _count_equal(out, row0, end, ignore)
+    return n_runs
 
 
 cdef extern from *:
@@ -609,26 +638,33 @@ def count_runs(const pal_t[:, ::1] index) -> Py_ssize_t:
     return n
 
 
+cdef inline Py_ssize_t _encode_row(const pal_t* row, Py_ssize_t w, pal_t* values, uint32_t* ends, Py_ssize_t r,
+                                   Py_ssize_t room) noexcept nogil:
+    """Append the runs of one row (w >= 1 values) to values and ends from r on; the new count, or -1
+    when they hold fewer than `room`."""
+    cdef Py_ssize_t j = 1
+    while True:
+        if r >= room:
+            return -1
+        j = _same_until(row, j, w)
+        values[r] = row[j - 1]
+        ends[r] = <uint32_t>j
+        r += 1
+        if j >= w:
+            return r
+        j = j + 1
+
+
 cdef Py_ssize_t _encode_runs(const pal_t[:, ::1] index, pal_t* values, uint32_t* ends, int64_t* row_start,
                              Py_ssize_t room) noexcept nogil:
-    cdef Py_ssize_t h = index.shape[0], w = index.shape[1], i, j, r = 0
-    cdef const pal_t* row
+    cdef Py_ssize_t h = index.shape[0], w = index.shape[1], i, r = 0
     for i in range(h):
         row_start[i] = r
         if w == 0:
             continue
-        row = &index[i, 0]
-        j = 1
-        while True:
-            if r >= room:
-                return -1
-            j = _same_until(row, j, w)
-            values[r] = row[j - 1]
-            ends[r] = <uint32_t>j
-            r += 1
-            if j >= w:
-                break
-            j = j + 1
+        r = _encode_row(&index[i, 0], w, values, ends, r, room)
+        if r < 0:
+            return -1
     row_start[h] = r
     return r
 

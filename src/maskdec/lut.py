@@ -23,6 +23,7 @@ import numpy as np
 from . import limits, tables
 from ._core import kernels
 from .errors import LabelError, MaskdecError
+from .buffers import thread_scratch
 from .threads import row_bands, run_bands
 
 __all__ = ["ColourTable", "Palette", "map_pixels", "map_palette", "remap_of", "DEFAULT_LOSSY_TOLERANCE", "PixelStats",
@@ -340,21 +341,34 @@ def _output(out: Optional[np.ndarray], shape: tuple, dtype: np.dtype) -> np.ndar
     return out
 
 
+def _yuv_tables(planes, palette: Palette, tolerance: float, edge_repair: bool) -> tuple:
+    """The kernel's tables for `planes`: (lut, far_bits, coarse_index, coarse, repair); the last
+    three are None without edge repair (asked for, and 2:1 horizontal chroma)."""
+    radius2 = _radius2(tolerance)
+    lut, _dist = _yuv_index(palette, radius2, planes.matrix, planes.full_range)
+    repair = edge_repair and planes.shift_x == 1
+    if not repair:
+        return lut, None, None, None, False
+    coarse, coarse_index, far_bits = _yuv_repair(palette, radius2, planes.matrix, planes.full_range)
+    return lut, far_bits, coarse_index, coarse, True
+
+
+def _repair_scratch(bands: int, width: int) -> np.ndarray:
+    """The kernel's edge repair scratch per band: each pixel row's candidate positions and keys
+    (rows 4-byte aligned)."""
+    return np.empty((bands, 16, -(-(width + 8) // 4) * 4), np.uint8)
+
+
 def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out: Optional[np.ndarray],
              edge_repair: bool = True, counts: Optional[np.ndarray] = None,
              threads: Optional[int] = None) -> np.ndarray:
     out = _output(out, planes.y.shape, remap.dtype)
-    radius2 = _radius2(tolerance)
     ignore = int(remap[0])
-    lut, dist = _yuv_index(palette, radius2, planes.matrix, planes.full_range)
-    repair = edge_repair and planes.shift_x == 1
-    coarse, coarse_index, far_bits = _yuv_repair(palette, radius2, planes.matrix, planes.full_range) if repair \
-        else (None, None, None)
-    exact = None if counts is None else _yuv_exact(palette, radius2, planes.matrix, planes.full_range)
+    lut, far_bits, coarse_index, coarse, repair = _yuv_tables(planes, palette, tolerance, edge_repair)
+    exact = None if counts is None else _yuv_exact(palette, _radius2(tolerance), planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
     bands = row_bands(rows.shape[0], align=2, threads=threads)  # even, so chroma rows are not split
-    # the kernel's scratch per band: each pixel row's candidate positions and keys (rows 4-byte aligned)
-    scratch = np.empty((len(bands), 16, -(-(out.shape[1] + 8) // 4) * 4), np.uint8) if repair else [None] * len(bands)
+    scratch = _repair_scratch(len(bands), out.shape[1]) if repair else [None] * len(bands)
     parts = None if counts is None else np.zeros((len(bands), 3), np.int64)  # a row of counts per band
     run_bands(lambda r0, r1, k: kernels.map_yuv(
         planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, remap, rows, far_bits, coarse_index, coarse,
@@ -365,6 +379,20 @@ def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out:
     if rows is not out:
         out[...] = rows
     return out
+
+
+def map_yuv_runs(planes, palette: Palette, remap: np.ndarray, tolerance: float, values: np.ndarray,
+                 ends: np.ndarray, row_start: np.ndarray, edge_repair: bool = True) -> int:
+    """Map YUV planes (one thread) straight to run-length coded labels, as
+    kernels.encode_runs codes them (row_start: height + 1 entries): the label map is never
+    written out whole. Returns the number of runs, or -1 when `values` and `ends` hold fewer."""
+    lut, far_bits, coarse_index, coarse, repair = _yuv_tables(planes, palette, tolerance, edge_repair)
+    width = planes.y.shape[1]
+    rows = thread_scratch("yuv_run_rows", (2, width), remap.dtype)
+    scratch = thread_scratch("yuv_run_repair", _repair_scratch(1, width).shape[1:], np.uint8) if repair else None
+    return kernels.map_yuv(planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, remap, rows, far_bits,
+                           coarse_index, coarse, repair, scratch, run_values=values, run_ends=ends,
+                           run_rows=row_start)
 
 
 def table_for(decls: Sequence, ids: Sequence[int], ignore_index: int, dtype: np.dtype) -> ColourTable:

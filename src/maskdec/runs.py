@@ -15,6 +15,7 @@ import numpy as np
 
 from ._core import kernels
 from .buffers import thread_scratch
+from .lut import Palette, map_palette, map_yuv_runs
 
 __all__ = ["IndexRuns"]
 
@@ -49,6 +50,22 @@ class IndexRuns:
             values, ends = np.empty(n, index.dtype), np.empty(n, np.uint32)
             kernels.encode_runs(index, values, ends, row_start)
         return cls((int(index.shape[0]), int(index.shape[1])), values, ends, row_start)
+
+    @classmethod
+    def of_pixels(cls, pixels, palette: Palette, tolerance: float) -> "IndexRuns":
+        """The runs of a mask frame's palette indices (one thread): YUV planes are mapped straight
+        to runs; other pixels (and YUV frames busier than RUNS_PER_ROW) are mapped whole first."""
+        shape = tuple(pixels.shape[:2])
+        if hasattr(pixels, "matrix") and shape[0] > 0:  # YuvPlanes
+            row_start = np.empty(shape[0] + 1, np.int64)
+            room = max(1, shape[0] * RUNS_PER_ROW)
+            values = thread_scratch("run_values", (room,), palette.dtype)
+            ends = thread_scratch("run_ends", (room,), np.uint32)
+            n = map_yuv_runs(pixels, palette, palette.identity(), tolerance, values, ends, row_start)
+            if n >= 0:
+                return cls((int(shape[0]), int(shape[1])), values[:n].copy(), ends[:n].copy(), row_start)
+        index = thread_scratch("compact_index", shape, palette.dtype)  # rewritten each frame
+        return cls.encode(map_palette(pixels, palette, palette.identity(), tolerance, index, threads=1))
 
     @property
     def nbytes(self) -> int:

@@ -20,7 +20,7 @@ from .errors import FrameFormatError, LabelError, MaskdecError, SizeMismatchErro
 from .frames import Frame, Mask, Roi, Source, load_frames
 from .labels import LabelTable, load_mask_labels, mask_declarations
 from .lut import DEFAULT_LOSSY_TOLERANCE, ColourTable, Palette, PixelStats, map_palette, remap_of, table_for
-from .buffers import ArrayPool, thread_scratch
+from .buffers import ArrayPool
 from .media.planes import mask_data
 from .media.reader import TimestampUnit, image_rgb, mask_pixels
 from .media.uri import resolve_uri
@@ -404,10 +404,7 @@ def _compact(palettes: Mapping[str, Palette], tolerance: Optional[float], key: t
     them), made in its file's decode-ahead thread; image frames stay as they are."""
     if key[0] != "mask" or isinstance(value, IndexRuns):
         return value
-    palette = palettes[key[1]]
-    scratch = thread_scratch("compact_index", value.shape[:2], palette.dtype)  # rewritten each frame
-    return IndexRuns.encode(map_palette(value, palette, palette.identity(), _tolerance(tolerance, lossless),
-                                        scratch, threads=1))
+    return IndexRuns.of_pixels(value, palettes[key[1]], _tolerance(tolerance, lossless))
 
 
 def _tolerance(tolerance: Optional[float], lossless: bool) -> float:
