@@ -296,3 +296,16 @@ def test_the_table_cache_builds_once_for_threads_that_ask_together():
     assert builds == [3]
     assert len(got) == 6 and all(g is got[0] for g in got)
     assert cache.nbytes == 3000
+
+
+def test_pack_above_is_numpys_packbits_of_the_comparison():
+    """Edge repair's far bits are packed in one pass, bit for bit as numpy packs them."""
+    from maskdec._core import tables as core_tables
+
+    rng = np.random.default_rng(2)
+    for n in (8, 64, 8 * 1001):
+        values = rng.integers(0, 40, n).astype(np.uint8)
+        for threshold in (0, 16, 39, 255):
+            out = np.empty(n // 8, np.uint8)
+            core_tables.pack_above(values, threshold, out)
+            np.testing.assert_array_equal(out, np.packbits(values > threshold, bitorder="little"))

@@ -327,3 +327,17 @@ cdef void _yuv_cells(Blocks* c, int u0, int v0, int y0, int su, int sv, int sy, 
                 if best <= radius2:
                     _put(c, key | y, best_k + 1)
                 c.dist[key | y] = <uint8_t>ceil(sqrt(best)) if best <= cap2 else 255
+
+
+def pack_above(const uint8_t[::1] values, int threshold, uint8_t[::1] out):
+    """out[k >> 3] bit (k & 7) = values[k] > threshold (little-endian bit order within each
+    byte, as numpy.packbits(values > threshold, bitorder="little")); out has len(values) / 8
+    bytes (callers give a multiple of 8 values)."""
+    cdef Py_ssize_t n = values.shape[0] >> 3, k, b
+    cdef uint8_t bits
+    with nogil:
+        for k in range(n):
+            bits = 0
+            for b in range(8):
+                bits |= (values[8 * k + b] > threshold) << b
+            out[k] = bits

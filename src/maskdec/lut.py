@@ -22,6 +22,7 @@ import numpy as np
 
 from . import limits, tables
 from ._core import kernels
+from ._core import tables as core_tables
 from .errors import LabelError, MaskdecError
 from .buffers import thread_scratch
 from .threads import row_bands, run_bands
@@ -251,7 +252,8 @@ def _yuv_repair(palette: Palette, radius2: int, matrix: str,
     clean, dist = _yuv_index(palette, radius2, matrix, full_range)
     coarse, coarse_index = (np.ascontiguousarray(a.reshape(256, 256, 256)[2::4, 2::4, 2::4]).reshape(-1)
                             for a in (dist, clean))
-    far_bits = np.packbits(dist > EDGE_REPAIR_DISTANCE, bitorder="little")
+    far_bits = np.empty(dist.size // 8, np.uint8)  # packed in one pass: no 16 MiB mask in between
+    core_tables.pack_above(dist, EDGE_REPAIR_DISTANCE, far_bits)
     for array in (coarse, coarse_index, far_bits):
         array.setflags(write=False)
     return coarse, coarse_index, far_bits
