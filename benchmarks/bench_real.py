@@ -195,14 +195,15 @@ def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def code_label() -> str:
-    """maskdec's folder, and its git commit (with "+changes" for a dirty tree) when it has one."""
+    """maskdec's folder, and its git commit (with "+changes" for a dirty tree, results aside) when it has one."""
     import maskdec
 
     folder = Path(maskdec.__file__).parent
     try:
         head = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)benchmarks/results"],  # earlier results are not code
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return str(folder)
