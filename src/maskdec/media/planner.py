@@ -130,7 +130,10 @@ class Decoder:
         self._shown = None
 
     def _seek(self, gop: int) -> None:
-        self.reader.seek(self.index.key_pts[gop])
+        # the first GOP: a target before every packet. Some demuxers (MPEG-TS) land on the first
+        # keyframe after the packet whose decoding time is the target, which for the presentation
+        # time of the first keyframe of a stream with B-frames is the second one.
+        self.reader.seek(self.index.key_pts[gop] if gop > 0 else min(0, self.index.key_pts[0]) - 1)
         self.seeks += 1
         self._start()
         self._at = self.index.first_of_gop(gop)
