@@ -12,8 +12,9 @@ after --budget seconds (the rate is then over the samples made so far). Printed,
     images; and the same without the long clip ("without_long": its 300 shuffled 1080p
     frames, beyond the frames buffered ahead, cost seeks that a forward decode never pays);
     "cold" is a fresh process's first pass, "warm" the fastest of the next five (with images: the
-    next one) in that process, and decode-only the fastest of six passes, three run before the
-    label maps and three after;
+    next one) in that process, and decode-only the fastest of its passes in fresh processes run
+    before and after the label maps and, after their passes, in the label maps' own processes
+    (a fresh process decodes about a tenth slower);
   - colour table build times for 20 and 255 colours (bench_tables.table_build_times());
   - peak RSS (VmHWM), threads and open files, sampled after every sample (in these runs only,
     not the timed ones), of (a) a frames
@@ -93,25 +94,33 @@ def child(spec: dict) -> dict:
     out["peak_rss_mib"] = _status_mib("VmHWM")
     if sample:
         out.update(max_threads=max_threads, max_open_files=max_fds)
+    if spec.get("decode_files"):  # decode-only in the state the passes left the process in (see main)
+        out["decode_only_s"] = round(min(decode_pass(spec["decode_files"])[0] for _ in range(3)), 3)
     return out
 
 
-def decode_child(spec: dict) -> dict:
-    """PyAV decode-only (thread_type AUTO) of each file, forward, `passes` times: the fastest
-    pass's seconds (as the label maps' "warm" figure is the fastest pass after the first), frames."""
+def decode_pass(files: list) -> tuple[float, int]:
+    """One PyAV decode-only pass (thread_type AUTO) over the files, forward: (seconds, frames)."""
     import av
 
-    times = []
+    t0 = time.perf_counter()
+    frames = 0
+    for path in files:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_type = "AUTO"
+            for _frame in container.decode(stream):
+                frames += 1
+    return time.perf_counter() - t0, frames
+
+
+def decode_child(spec: dict) -> dict:
+    """PyAV decode-only of the files `passes` times: the fastest pass's seconds (as the label
+    maps' "warm" figure is the fastest pass after the first), frames."""
+    times, frames = [], 0
     for _ in range(spec.get("passes", 1)):
-        t0 = time.perf_counter()
-        frames = 0
-        for path in spec["files"]:
-            with av.open(path) as container:
-                stream = container.streams.video[0]
-                stream.codec_context.thread_type = "AUTO"
-                for _frame in container.decode(stream):
-                    frames += 1
-        times.append(time.perf_counter() - t0)
+        seconds, frames = decode_pass(spec["files"])
+        times.append(seconds)
     return {"s": round(min(times), 3), "all_s": [round(t, 3) for t in times], "frames": frames}
 
 
@@ -247,8 +256,11 @@ def main() -> None:
         image_files = sorted({str(root / s["uri"]) for f in lines for s in f["sources"]})
         n_samples = sum(len(s["masks"]) for f in lines for s in f["sources"])
         with_images = (False, True) if set_name == "all" else (False,)
-        # decode-only before and after the label map runs, the fastest pass of both kept: a shared
-        # machine's load drifts, and the baseline should not be caught in a slow moment
+        # decode-only before and after the label map runs, and inside each label map process after
+        # its passes; the fastest pass of all is the baseline. A shared machine's load drifts, and
+        # a fresh process decodes about a tenth slower than one whose allocator earlier work has
+        # grown (glibc maps and unmaps each decoder's frame buffers): the baseline should not be
+        # caught in a slow moment or state
         decoded: dict = {"masks": [], "both": []}
 
         def decode_only() -> None:
@@ -261,8 +273,10 @@ def main() -> None:
             for kind in ("real", "sorted"):
                 key = f"{set_name}/{kind}_{'images' if images else 'label_maps'}"
                 runs[key] = run_child({"frames": str(paths[kind]), "images": images, "passes": 2 if images else 6,
-                                       "budget": args.budget})
+                                       "budget": args.budget, "decode_files": [] if images else mask_files})
                 print(key, json.dumps(runs[key]))
+                if runs[key].get("decode_only_s"):
+                    decoded["masks"].append(runs[key]["decode_only_s"])
         decode_only()
         decode[set_name] = {"samples": n_samples, "mask_files": len(mask_files), "image_files": len(image_files),
                             "label_maps_per_s": round(n_samples / min(decoded["masks"]), 1),  # a mask frame per sample
