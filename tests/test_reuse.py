@@ -115,6 +115,29 @@ def test_prefetch_close_stops_the_thread_and_closes_the_source():
         next(ahead)
 
 
+def test_prefetch_stays_within_its_byte_budget_and_lets_a_big_item_through():
+    produced = []
+
+    def source():
+        for i in range(20):
+            produced.append(i)
+            yield i
+
+    sizes = {3: 100}  # one item bigger than the whole budget: it waits for an empty queue, then passes
+    ahead = Prefetch(source(), depth=100, max_bytes=35, size=lambda i: sizes.get(i, 10))
+    deadline = time.monotonic() + 5
+    while len(produced) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert len(produced) == 4  # three of 10 bytes wait; the fourth (100 bytes) is held back in the thread
+    got = [next(ahead) for _ in range(3)]
+    assert got == [0, 1, 2]
+    assert next(ahead) == 3  # alone in the queue, over the budget
+    assert list(ahead) == list(range(4, 20))
+    with pytest.raises(StopIteration):
+        next(ahead)
+
+
 def test_an_abandoned_iterator_leaves_no_decoding_thread(example):
     before = _threads()
     it = maskdec.iter_samples(example.frames_path)

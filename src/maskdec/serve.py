@@ -17,7 +17,8 @@ files or jump around one of them, so two limits keep the work bounded:
 Frames of a compacted role that the plan does not read straight through (files
 interleaved, or a clip visited out of order) are compacted in their file's
 decode-ahead thread as they come: such files then decode and map side by side,
-and the caller only expands runs.
+and the caller only expands runs. Being small, they are decoded further ahead,
+within an equal share per open file of `max_buffered_bytes`.
 
 Both choices use the whole plan's future (Belady's rule), which is known here.
 """
@@ -44,9 +45,10 @@ DEFAULT_MAX_BUFFERED_BYTES = 64 << 20
 
 FileKey = Hashable  # (role, uri)
 _NEVER = float("inf")
-#: Frames a file's decode-ahead thread holds ready: decoded frames (megabytes each), or compacted ones.
+#: Frames a file's decode-ahead thread holds ready: decoded frames (megabytes each), or compacted
+#: ones (those also within an equal share, per open file, of the bytes buffered ahead).
 DECODE_AHEAD = 3
-COMPACT_AHEAD = 8
+COMPACT_AHEAD = 32
 #: Frames of one file being compacted at once (each holds its decoded picture until done).
 MAPPING_AHEAD = 2
 
@@ -97,6 +99,11 @@ class _File:
 
 class _Stopped(Exception):
     """The decode-ahead thread was asked to stop while a frame of it was being mapped."""
+
+
+def _queued_bytes(item: tuple) -> int:
+    """The memory of a (timestamp, frame or error) the decode-ahead thread holds ready."""
+    return frame_bytes(item[1])
 
 
 def _result(job: Future, stopping: threading.Event) -> Any:
@@ -241,8 +248,11 @@ class FrameServer:
         # the plan then decode and map side by side
         compact = None if f.straight else self._compact.get(key[0])
         f.stopping = threading.Event()
-        f.frames = Prefetch(self._converted(key, f, f.reader, pending, compact, f.stopping),
-                            depth=COMPACT_AHEAD if compact is not None else DECODE_AHEAD)
+        if compact is None:
+            f.frames = Prefetch(self._converted(key, f, f.reader, pending, compact, f.stopping), depth=DECODE_AHEAD)
+        else:  # small frames: further ahead, so files queued behind a slow one keep the cores busy
+            f.frames = Prefetch(self._converted(key, f, f.reader, pending, compact, f.stopping), depth=COMPACT_AHEAD,
+                                max_bytes=max(1, self._max_bytes // self._max_open), size=_queued_bytes)
 
     def _decoder_threads(self, key: FileKey, f: _File) -> Optional[int]:
         """The caller's decoder threads; by default one for a file whose frames map on the frame
