@@ -48,7 +48,7 @@ _NEVER = float("inf")
 #: Frames a file's decode-ahead thread holds ready: decoded frames (megabytes each), or compacted
 #: ones (those also within an equal share, per open file, of the bytes buffered ahead).
 DECODE_AHEAD = 3
-COMPACT_AHEAD = 32
+COMPACT_AHEAD = 128
 #: Frames of one file being compacted at once (each holds its decoded picture until done).
 MAPPING_AHEAD = 2
 
