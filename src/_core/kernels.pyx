@@ -372,6 +372,16 @@ cdef extern from *:
         return m;
     }
 
+    /* Whether interior chroma column c equals its left, right and side neighbours (no candidates). */
+    static inline int md_flat_column(Py_ssize_t c, const uint8_t* u, const uint8_t* v, const uint8_t* uup,
+                                     const uint8_t* vup, const uint8_t* udn, const uint8_t* vdn, Py_ssize_t us,
+                                     Py_ssize_t vs) {
+        uint8_t a = u[c * us], b = v[c * vs];
+        return a == u[(c - 1) * us] && a == u[(c + 1) * us] && a == uup[c * us]
+            && b == v[(c - 1) * vs] && b == v[(c + 1) * vs] && b == vup[c * vs]
+            && (udn == NULL || (a == udn[c * us] && b == vdn[c * vs]));
+    }
+
     /* Equal bytes, 8 at a time. */
     static inline int md_same8(const uint8_t* a, const uint8_t* b) {
         uint64_t x, y;
@@ -467,9 +477,11 @@ cdef extern from *:
                 continue;
             }
     #endif
-            mu = md_column(c, u, v, uup, vup, us, vs, cw, yup, ys, w, spots_up, keys_up, mu);
-            if (udn != NULL)
-                md = md_column(c, u, v, udn, vdn, us, vs, cw, ydn, ys, w, spots_dn, keys_dn, md);
+            if (c == 0 || c == cw - 1 || !md_flat_column(c, u, v, uup, vup, udn, vdn, us, vs)) {
+                mu = md_column(c, u, v, uup, vup, us, vs, cw, yup, ys, w, spots_up, keys_up, mu);
+                if (udn != NULL)
+                    md = md_column(c, u, v, udn, vdn, us, vs, cw, ydn, ys, w, spots_dn, keys_dn, md);
+            }
             c++;
         }
         *n_up = mu;
