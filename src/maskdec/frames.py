@@ -161,6 +161,10 @@ def _declared_size(d: dict, path: str) -> tuple[Optional[int], Optional[int]]:
 
 def _colour(value: Any, path: str) -> tuple[int, ...]:
     """[r, g, b] with channels 0..255, or [v] with v 0..65535 (grayscale)."""
+    if type(value) is list and len(value) == 3:  # the usual case, checked without generators
+        r, g, b = value
+        if type(r) is int and type(g) is int and type(b) is int and 0 <= r <= 255 and 0 <= g <= 255 and 0 <= b <= 255:
+            return (r, g, b)
     ok = isinstance(value, (list, tuple)) and len(value) in (1, 3) and all(
         isinstance(c, int) and not isinstance(c, bool) for c in value)
     if ok:
@@ -330,7 +334,7 @@ class Roi:
         roi_id = d.get("id")
         return cls(
             labels=list(labels),
-            sources=[_text(s, f"{path}.sources[{i}]") for i, s in enumerate(sources)],
+            sources=[s if type(s) is str else _text(s, f"{path}.sources[{i}]") for i, s in enumerate(sources)],
             mask=mask,
             id=None if roi_id is None else _text(roi_id, f"{path}.id"),
             confidence=confidence,
