@@ -166,11 +166,10 @@ def _repair_oracle(planes, table, tolerance):
     or from the neighbouring column on its side (left for even columns, right for odd ones), and
     whose own colour is far from every palette colour, takes the nearest (coarse distance, then own,
     horizontal, vertical, diagonal chroma) of its own and those neighbours' chroma with its own luma."""
-    from maskdec.lut import _radius2, _yuv_index, _yuv_repair
+    from maskdec.lut import _radius2, _yuv_tables
 
-    radius2 = _radius2(tolerance)
-    lut, _ = _yuv_index(table.palette, radius2, planes.matrix, planes.full_range)
-    coarse, coarse_index, far_bits = _yuv_repair(table.palette, radius2, planes.matrix, planes.full_range)
+    lut, coarse, coarse_index, far_bits = _yuv_tables(table.palette, _radius2(tolerance), planes.matrix,
+                                                      planes.full_range)
     h, w = planes.y.shape
     u, v = planes.u.astype(np.int64), planes.v.astype(np.int64)
     ch, cw = u.shape
@@ -255,9 +254,9 @@ def test_edge_repair_matches_its_specification(lossy_frames, crop):
 
 
 def _yuv_lut_index(planes, table):
-    from maskdec.lut import _radius2, _yuv_index
+    from maskdec.lut import _radius2, _yuv_tables
 
-    lut, _ = _yuv_index(table.palette, _radius2(60), planes.matrix, planes.full_range)
+    lut = _yuv_tables(table.palette, _radius2(60), planes.matrix, planes.full_range).index
     u = np.repeat(np.repeat(planes.u, 2, 0), 2, 1)[:planes.y.shape[0], :planes.y.shape[1]].astype(np.int64)
     v = np.repeat(np.repeat(planes.v, 2, 0), 2, 1)[:planes.y.shape[0], :planes.y.shape[1]].astype(np.int64)
     return lut[(u << 16) | (v << 8) | planes.y]
@@ -304,11 +303,11 @@ def test_yuv_frames_map_straight_to_the_runs_of_their_palette_indices(lossy_fram
 
 def test_map_yuv_runs_mode_rejects_what_it_cannot_do(lossy_frames):
     from maskdec._core import kernels
-    from maskdec.lut import Palette, _yuv_tables
+    from maskdec.lut import Palette, _kernel_tables
 
     planes = yuv_planes(lossy_frames[0][0])
     palette = Palette(PALETTE.values())
-    lut = _yuv_tables(planes, palette, 60, False)[0]
+    lut = _kernel_tables(planes, palette, 60, False)[0]
     h, w = planes.y.shape
     values, ends, rows = np.empty(h * 64, np.uint8), np.empty(h * 64, np.uint32), np.empty(h + 1, np.int64)
     args = (planes.y, planes.u, planes.v, 1, 1, lut, palette.identity())

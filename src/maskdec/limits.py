@@ -8,7 +8,7 @@ variable that raises (or lowers) it. Read on every use, so a change takes effect
 | MASKDEC_MAX_JSON_FILE_BYTES | 1 GiB | a .json frames file or a mask labels file, read whole |
 | MASKDEC_MAX_REMOTE_BYTES | 4 GiB | one remote media file (checked against its size up front and while reading) |
 | MASKDEC_REMOTE_TIMEOUT | 30 s | connecting to and each read from an http(s) server, unless fsspec's settings give one |
-| MASKDEC_TABLE_CACHE_BYTES | 1 GiB | colour tables kept per process (a YUV palette takes 32 MiB, an RGB one 16 MiB) |
+| MASKDEC_TABLE_CACHE_BYTES | 1 GiB | colour tables kept per process (a YUV palette takes about 19 MiB, an RGB one 16 MiB) |
 
 Sizes accept a plain number of bytes or a suffix: `512M`, `8GiB`, `100k`.
 """

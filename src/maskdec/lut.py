@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from collections import OrderedDict
 from functools import cached_property, lru_cache
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -131,12 +131,13 @@ class ColourTable:
     def yuv_lut(self, tolerance: float, matrix: str, full_range: bool) -> np.ndarray:
         """The 2**24-entry label table indexed by U << 16 | V << 8 | Y: each YUV triple's
         exact RGB value (by `matrix` and range) goes to its nearest declared colour."""
-        return self.remap[_yuv_index(self.palette, _radius2(tolerance), matrix, full_range)[0]]
+        return self.remap[_yuv_tables(self.palette, _radius2(tolerance), matrix, full_range).index]
 
     def yuv_distance(self, matrix: str, full_range: bool) -> np.ndarray:
         """Per YUV triple (same indexing), its RGB distance to the nearest declared colour, rounded up
-        (exact up to EDGE_REPAIR_DISTANCE + 1 and within the tolerance; beyond, at least that)."""
-        return _yuv_index(self.palette, 0, matrix, full_range)[1]
+        (exact up to EDGE_REPAIR_DISTANCE + 1 and within the tolerance; beyond, at least that).
+        Built anew at each call (about 20 ms for a few colours): the mapping keeps only what it reads."""
+        return _yuv_build(self.palette, 0, matrix, full_range)[1]
 
     def gray_lut(self, tolerance: float, bits: int) -> np.ndarray:
         """The 2**bits-entry label table for grayscale masks."""
@@ -177,7 +178,7 @@ def _rgb_colours(palette: Palette) -> tuple[np.ndarray, np.ndarray]:
 
 class _TableCache:
     """Tables by their arguments, least recently used dropped first once they hold more than
-    MASKDEC_TABLE_CACHE_BYTES (default 1 GiB: 32 YUV or 64 RGB palettes of 2**24 cells), so that
+    MASKDEC_TABLE_CACHE_BYTES (default 1 GiB: 54 YUV or 64 RGB palettes of 2**24 cells), so that
     interleaved mask files with palettes of their own do not rebuild tables at every turn."""
 
     def __init__(self, build) -> None:
@@ -224,13 +225,37 @@ def _rgb_index(palette: Palette, radius2: int) -> np.ndarray:
     return _in_palette(tables.rgb_index_table(colours, radius2, palette.dtype), index, palette)
 
 
-@_cached_tables
-def _yuv_index(palette: Palette, radius2: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
+class YuvTables(NamedTuple):
+    """A palette's YUV tables, as the kernel reads them (see _yuv_tables)."""
+
+    index: np.ndarray  # 2**24 palette indices, chroma-major (U << 16 | V << 8 | Y)
+    coarse: np.ndarray  # 64**3 distances to the nearest colour, at each cell's centre
+    coarse_index: np.ndarray  # 64**3 palette indices, at each cell's centre
+    far_bits: np.ndarray  # 2**24 bits: farther than EDGE_REPAIR_DISTANCE from every colour
+
+
+def _yuv_build(palette: Palette, radius2: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
     """The palette table of YUV triples (chroma-major) and each triple's distance to the nearest
-    colour (exact up to max(tolerance, EDGE_REPAIR_DISTANCE) + 1, see tables.yuv_index_table)."""
+    colour (exact up to max(tolerance, EDGE_REPAIR_DISTANCE) + 1, see tables.yuv_index_table), built anew."""
     colours, index = _rgb_colours(palette)
     lut, dist = tables.yuv_index_table(colours, radius2, matrix, full_range, palette.dtype)
     return _in_palette(lut, index, palette), dist
+
+
+@_cached_tables
+def _yuv_tables(palette: Palette, radius2: int, matrix: str, full_range: bool) -> YuvTables:
+    """The palette table of YUV triples and edge repair's tables made from its distances: the
+    64**3 coarse distances and palette indices, and the far bits (2 MiB; all small enough to stay
+    in cache). The 16 MiB distance table itself is not kept, so a palette costs the cache about
+    19 MiB."""
+    index, dist = _yuv_build(palette, radius2, matrix, full_range)
+    coarse, coarse_index = (np.ascontiguousarray(a.reshape(256, 256, 256)[2::4, 2::4, 2::4]).reshape(-1)
+                            for a in (dist, index))
+    far_bits = np.empty(dist.size // 8, np.uint8)  # packed in one pass: no 16 MiB mask in between
+    core_tables.pack_above(dist, EDGE_REPAIR_DISTANCE, far_bits)
+    for array in (coarse, coarse_index, far_bits):
+        array.setflags(write=False)
+    return YuvTables(index, coarse, coarse_index, far_bits)
 
 
 def _in_palette(lut: np.ndarray, index: np.ndarray, palette: Palette) -> np.ndarray:
@@ -241,22 +266,6 @@ def _in_palette(lut: np.ndarray, index: np.ndarray, palette: Palette) -> np.ndar
     renumbered = np.concatenate([np.zeros(1, palette.dtype), index])[lut]
     renumbered.setflags(write=False)
     return renumbered
-
-
-@lru_cache(maxsize=64)
-def _yuv_repair(palette: Palette, radius2: int, matrix: str,
-                full_range: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For edge repair: the 64**3 coarse tables of the distance to the nearest palette colour
-    and of the palette index at each cell's centre, and one bit per YUV triple farther than
-    EDGE_REPAIR_DISTANCE from every palette colour (2 MiB: all small enough to stay in cache)."""
-    clean, dist = _yuv_index(palette, radius2, matrix, full_range)
-    coarse, coarse_index = (np.ascontiguousarray(a.reshape(256, 256, 256)[2::4, 2::4, 2::4]).reshape(-1)
-                            for a in (dist, clean))
-    far_bits = np.empty(dist.size // 8, np.uint8)  # packed in one pass: no 16 MiB mask in between
-    core_tables.pack_above(dist, EDGE_REPAIR_DISTANCE, far_bits)
-    for array in (coarse, coarse_index, far_bits):
-        array.setflags(write=False)
-    return coarse, coarse_index, far_bits
 
 
 @lru_cache(maxsize=32)
@@ -343,16 +352,13 @@ def _output(out: Optional[np.ndarray], shape: tuple, dtype: np.dtype) -> np.ndar
     return out
 
 
-def _yuv_tables(planes, palette: Palette, tolerance: float, edge_repair: bool) -> tuple:
+def _kernel_tables(planes, palette: Palette, tolerance: float, edge_repair: bool) -> tuple:
     """The kernel's tables for `planes`: (lut, far_bits, coarse_index, coarse, repair); the last
     three are None without edge repair (asked for, and 2:1 horizontal chroma)."""
-    radius2 = _radius2(tolerance)
-    lut, _dist = _yuv_index(palette, radius2, planes.matrix, planes.full_range)
-    repair = edge_repair and planes.shift_x == 1
-    if not repair:
-        return lut, None, None, None, False
-    coarse, coarse_index, far_bits = _yuv_repair(palette, radius2, planes.matrix, planes.full_range)
-    return lut, far_bits, coarse_index, coarse, True
+    found = _yuv_tables(palette, _radius2(tolerance), planes.matrix, planes.full_range)
+    if not (edge_repair and planes.shift_x == 1):
+        return found.index, None, None, None, False
+    return found.index, found.far_bits, found.coarse_index, found.coarse, True
 
 
 def _repair_scratch(bands: int, width: int) -> np.ndarray:
@@ -366,7 +372,7 @@ def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out:
              threads: Optional[int] = None) -> np.ndarray:
     out = _output(out, planes.y.shape, remap.dtype)
     ignore = int(remap[0])
-    lut, far_bits, coarse_index, coarse, repair = _yuv_tables(planes, palette, tolerance, edge_repair)
+    lut, far_bits, coarse_index, coarse, repair = _kernel_tables(planes, palette, tolerance, edge_repair)
     exact = None if counts is None else _yuv_exact(palette, _radius2(tolerance), planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
     bands = row_bands(rows.shape[0], align=2, threads=threads)  # even, so chroma rows are not split
@@ -388,7 +394,7 @@ def map_yuv_runs(planes, palette: Palette, remap: np.ndarray, tolerance: float, 
     """Map YUV planes (one thread) straight to run-length coded labels, as
     kernels.encode_runs codes them (row_start: height + 1 entries): the label map is never
     written out whole. Returns the number of runs, or -1 when `values` and `ends` hold fewer."""
-    lut, far_bits, coarse_index, coarse, repair = _yuv_tables(planes, palette, tolerance, edge_repair)
+    lut, far_bits, coarse_index, coarse, repair = _kernel_tables(planes, palette, tolerance, edge_repair)
     width = planes.y.shape[1]
     rows = thread_scratch("yuv_run_rows", (2, width), remap.dtype)
     scratch = thread_scratch("yuv_run_repair", _repair_scratch(1, width).shape[1:], np.uint8) if repair else None
@@ -476,7 +482,7 @@ def _gray_exact(palette: Palette, bits: int) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _yuv_exact(palette: Palette, radius2: int, matrix: str, full_range: bool) -> np.ndarray:
     """1 at each YUV triple within YUV_EXACT_DISTANCE of a palette colour."""
-    clean, dist = _yuv_index(palette, radius2, matrix, full_range)
+    clean, dist = _yuv_build(palette, radius2, matrix, full_range)
     exact = ((dist <= YUV_EXACT_DISTANCE) & (clean != 0)).view(np.uint8)
     exact.setflags(write=False)
     return exact
