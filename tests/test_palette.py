@@ -146,11 +146,14 @@ def test_tables_of_interleaved_palettes_are_built_once_each(monkeypatch):
         for p in palettes:
             maskdec.lut.map_palette(pixels, p, p.identity(), 10.0)
     assert len(built) == 4
-    monkeypatch.setenv("MASKDEC_TABLE_CACHE_BYTES", str(40 << 20))  # room for two 16 MiB tables
+    monkeypatch.setenv("MASKDEC_TABLE_CACHE_BYTES", str(56 << 20))  # room for three 16 MiB tables
     lut._rgb_index.cache_clear()
     built.clear()
     for _ in range(5):
         for p in palettes:
             maskdec.lut.map_palette(pixels, p, p.identity(), 10.0)
-    assert len(built) == 20 and lut._rgb_index.nbytes <= 40 << 20
+            assert lut._rgb_index.nbytes <= 56 << 20
+    # four palettes taking turns over room for three: least recently used eviction would build
+    # at every turn (20 builds); dropping one of the older tables at random keeps some
+    assert 4 < len(built) < 16
     lut._rgb_index.cache_clear()

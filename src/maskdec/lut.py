@@ -11,7 +11,9 @@ which, nor in what order. Tables are built once per palette and cached.
 """
 from __future__ import annotations
 
+import itertools
 import math
+import random
 import threading
 from dataclasses import dataclass
 from collections import OrderedDict
@@ -177,13 +179,16 @@ def _rgb_colours(palette: Palette) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _TableCache:
-    """Tables by their arguments, least recently used dropped first once they hold more than
-    MASKDEC_TABLE_CACHE_BYTES (default 1 GiB: 54 YUV or 64 RGB palettes of 2**24 cells), so that
-    interleaved mask files with palettes of their own do not rebuild tables at every turn."""
+    """Tables by their arguments, within MASKDEC_TABLE_CACHE_BYTES (default 1 GiB: 54 YUV or 64
+    RGB palettes of 2**24 cells), so that interleaved mask files with palettes of their own do not
+    rebuild tables at every turn. Beyond it, a table among the less recently used half is dropped,
+    at random: files taking turns over more palettes than fit would make a least-recently-used
+    cache drop each table just before its next use, and rebuild every one every time."""
 
     def __init__(self, build) -> None:
         self._build = build
         self._tables: OrderedDict = OrderedDict()
+        self._victims = random.Random(0)  # the same choices in every run
         self.nbytes = 0
         self.__wrapped__ = build
         # decode-ahead threads map frames too: one build per table, and a consistent order
@@ -202,7 +207,8 @@ class _TableCache:
         size = sum(a.nbytes for a in (value if isinstance(value, tuple) else (value,)))
         budget = limits.table_cache_bytes()
         while self._tables and self.nbytes + size > budget:
-            _, dropped = self._tables.popitem(last=False)
+            older = list(itertools.islice(self._tables, (len(self._tables) + 1) // 2))
+            dropped = self._tables.pop(self._victims.choice(older))
             self.nbytes -= sum(a.nbytes for a in (dropped if isinstance(dropped, tuple) else (dropped,)))
         self._tables[key] = value
         self.nbytes += size
@@ -211,6 +217,7 @@ class _TableCache:
     def cache_clear(self) -> None:
         with self._lock:
             self._tables.clear()
+            self._victims.seed(0)
             self.nbytes = 0
 
 
