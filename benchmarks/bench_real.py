@@ -16,6 +16,8 @@ after --budget seconds (the rate is then over the samples made so far). Printed,
     before and after the label maps and, after their passes, in the label maps' own processes
     (a fresh process decodes about a tenth slower);
   - colour table build times for 20 and 255 colours (bench_tables.table_build_times());
+  - label maps/s of 60 small mask files interleaved, each with colours of its own, against the
+    same files sharing one set of colours (more palettes than the default table cache holds);
   - peak RSS (VmHWM), threads and open files, sampled after every sample (in these runs only,
     not the timed ones), of (a) a frames
     file that round-robins over 400 small videos against the same frames grouped by file
@@ -154,6 +156,50 @@ def realistic(cache: Path):
     write_jsonl(ds.root / "long_shuffled.jsonl", long_lines)
     write_jsonl(ds.root / "long_in_order.jsonl", sorted(long_lines, key=lambda f: f["timestamp"]))
     return ds, sets, made_s
+
+
+PALETTE_FILES = 60  # more palettes than the default table cache holds (54)
+
+
+def palettes(cache: Path) -> Path:
+    """PALETTE_FILES small H.264 mask videos (128x96, 10 frames, 8 colours) interleaved frame by
+    frame, twice: each file with colours of its own ("distinct.jsonl"), and all sharing one set
+    ("shared.jsonl"), as instance masks of many clips and class masks of one scheme would."""
+    import numpy as np
+
+    from maskdec.media.writer import write_video
+    from maskdec.realistic import write_jsonl
+
+    root = cache / f"palettes_{PALETTE_FILES}"
+    stamp = root / "done.json"
+    spec = {"files": PALETTE_FILES, "frames": 10, "size": [128, 96], "v": 1}
+    if stamp.exists() and json.loads(stamp.read_text()) == spec:
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    shared = [tuple(int(x) for x in rng.integers(0, 256, 3)) for _ in range(8)]
+    lines: dict = {"distinct": [], "shared": []}
+    for v in range(PALETTE_FILES):
+        own = [tuple(int(x) for x in rng.integers(0, 256, 3)) for _ in range(8)]
+        for kind, colours in (("distinct", own), ("shared", shared)):
+            uri = f"{kind}{v:03d}.mp4"
+            pictures = []
+            for t in range(10):
+                picture = np.empty((96, 128, 3), np.uint8)
+                picture[:] = colours[0]
+                for k in range(1, 8):
+                    y, x = (k * 11 + t) % 86, (k * 15 + 2 * t) % 114
+                    picture[y:y + 10, x:x + 14] = colours[k]
+                pictures.append(picture)
+            write_video(root / uri, pictures, fps=30, codec="libx264", pix_fmt="yuv420p", options={"crf": "18"})
+            rois = [{"label": [f"c{k}"], "mask": {"id": "seg", "value": list(c)}} for k, c in enumerate(colours)]
+            lines[kind] += [(t, v, {"id": f"{uri}-{t}", "rois": rois,
+                                    "sources": [{"id": "cam", "uri": uri, "timestamp": int(t * 1000 / 30),
+                                                 "masks": [{"id": "seg", "uri": uri}]}]}) for t in range(10)]
+    for kind, found in lines.items():
+        write_jsonl(root / f"{kind}.jsonl", [line for _, _, line in sorted(found, key=lambda x: x[:2])])
+    stamp.write_text(json.dumps(spec))
+    return root
 
 
 def round_robin(cache: Path) -> Path:
@@ -295,6 +341,13 @@ def main() -> None:
 
     tables = table_times()
 
+    palette_root = palettes(args.cache)
+    by_palette = {}
+    for kind in ("shared", "distinct"):
+        by_palette[kind] = run_child({"frames": str(palette_root / f"{kind}.jsonl"), "images": False, "passes": 4,
+                                      "budget": args.budget})
+        print(f"palettes_{kind}", json.dumps(by_palette[kind]))
+
     resources = {}
     for key, frames, extra in (
             ("round_robin_400", rr_root / "round_robin.jsonl", {}),
@@ -328,6 +381,11 @@ def main() -> None:
                                                         resources["long_gop_in_order"].get("peak_rss_mib")),
         "round_robin_peak_rss_vs_grouped": ratio(resources["round_robin_400"].get("peak_rss_mib"),
                                                  resources["grouped_400"].get("peak_rss_mib")),
+        "palettes": {"files": PALETTE_FILES,
+                     "per_s": {k: {"cold": rate(v, 0), "warm": rate(v, 1), "error": v.get("error")}
+                               for k, v in by_palette.items()},
+                     "distinct_vs_shared_cold": ratio(rate(by_palette["distinct"], 0), rate(by_palette["shared"], 0)),
+                     "distinct_vs_shared_warm": ratio(rate(by_palette["distinct"], 1), rate(by_palette["shared"], 1))},
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
     print(json.dumps(results, indent=2))
