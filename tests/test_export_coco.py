@@ -106,20 +106,21 @@ def reference(realistic):
     return out
 
 
-@pytest.fixture(scope="module")
-def coco_out(realistic, tmp_path_factory):
-    out = tmp_path_factory.mktemp("coco") / "out"
-    summary = export(realistic.frames_path, out, format="coco", mask_labels=MASK_LABELS, workers=2)
+def _exported(realistic, tmp_path_factory, format: str):
+    out = tmp_path_factory.mktemp(format) / "out"
+    summary = export(realistic.frames_path, out, format=format, mask_labels=MASK_LABELS, workers=2)
     assert (summary.samples, summary.failed) == (len(realistic.keys()), 0)
     return out
+
+
+@pytest.fixture(scope="module")
+def coco_out(realistic, tmp_path_factory):
+    return _exported(realistic, tmp_path_factory, "coco")
 
 
 @pytest.fixture(scope="module")
 def panoptic_out(realistic, tmp_path_factory):
-    out = tmp_path_factory.mktemp("panoptic") / "out"
-    summary = export(realistic.frames_path, out, format="coco-panoptic", mask_labels=MASK_LABELS, workers=2)
-    assert (summary.samples, summary.failed) == (len(realistic.keys()), 0)
-    return out
+    return _exported(realistic, tmp_path_factory, "coco-panoptic")
 
 
 def test_coco_annotations_equal_iter_roi_samples(coco_out, reference):

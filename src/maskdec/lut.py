@@ -360,18 +360,18 @@ def _output(out: Optional[np.ndarray], shape: tuple, dtype: np.dtype) -> np.ndar
 
 
 def _kernel_tables(planes, palette: Palette, tolerance: float, edge_repair: bool) -> tuple:
-    """The kernel's tables for `planes`: (lut, far_bits, coarse_index, coarse, repair); the last
-    three are None without edge repair (asked for, and 2:1 horizontal chroma)."""
+    """The kernel's tables for `planes`: (lut, far_bits, coarse_index, coarse); the last three
+    are None without edge repair (asked for, and 2:1 horizontal chroma)."""
     found = _yuv_tables(palette, _radius2(tolerance), planes.matrix, planes.full_range)
     if not (edge_repair and planes.shift_x == 1):
-        return found.index, None, None, None, False
-    return found.index, found.far_bits, found.coarse_index, found.coarse, True
+        return found.index, None, None, None
+    return found.index, found.far_bits, found.coarse_index, found.coarse
 
 
-def _repair_scratch(bands: int, width: int) -> np.ndarray:
-    """The kernel's edge repair scratch per band: each pixel row's candidate positions and keys
-    (rows 4-byte aligned)."""
-    return np.empty((bands, 16, -(-(width + 8) // 4) * 4), np.uint8)
+def _repair_scratch_shape(width: int) -> tuple[int, int]:
+    """The kernel's edge repair scratch of one band: each pixel row's candidate positions and
+    keys (rows 4-byte aligned)."""
+    return 16, -(-(width + 8) // 4) * 4
 
 
 def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out: Optional[np.ndarray],
@@ -379,11 +379,13 @@ def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out:
              threads: Optional[int] = None) -> np.ndarray:
     out = _output(out, planes.y.shape, remap.dtype)
     ignore = int(remap[0])
-    lut, far_bits, coarse_index, coarse, repair = _kernel_tables(planes, palette, tolerance, edge_repair)
+    lut, far_bits, coarse_index, coarse = _kernel_tables(planes, palette, tolerance, edge_repair)
+    repair = far_bits is not None
     exact = None if counts is None else _yuv_exact(palette, _radius2(tolerance), planes.matrix, planes.full_range)
     rows = out if out.strides[1] == out.itemsize else np.empty(out.shape, out.dtype)  # the kernel writes rows
     bands = row_bands(rows.shape[0], align=2, threads=threads)  # even, so chroma rows are not split
-    scratch = _repair_scratch(len(bands), out.shape[1]) if repair else [None] * len(bands)
+    scratch = np.empty((len(bands), *_repair_scratch_shape(out.shape[1])), np.uint8) if repair \
+        else [None] * len(bands)
     parts = None if counts is None else np.zeros((len(bands), 3), np.int64)  # a row of counts per band
     run_bands(lambda r0, r1, k: kernels.map_yuv(
         planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, remap, rows, far_bits, coarse_index, coarse,
@@ -401,10 +403,11 @@ def map_yuv_runs(planes, palette: Palette, remap: np.ndarray, tolerance: float, 
     """Map YUV planes (one thread) straight to run-length coded labels, as
     kernels.encode_runs codes them (row_start: height + 1 entries): the label map is never
     written out whole. Returns the number of runs, or -1 when `values` and `ends` hold fewer."""
-    lut, far_bits, coarse_index, coarse, repair = _kernel_tables(planes, palette, tolerance, edge_repair)
+    lut, far_bits, coarse_index, coarse = _kernel_tables(planes, palette, tolerance, edge_repair)
+    repair = far_bits is not None
     width = planes.y.shape[1]
     rows = thread_scratch("yuv_run_rows", (2, width), remap.dtype)
-    scratch = thread_scratch("yuv_run_repair", _repair_scratch(1, width).shape[1:], np.uint8) if repair else None
+    scratch = thread_scratch("yuv_run_repair", _repair_scratch_shape(width), np.uint8) if repair else None
     return kernels.map_yuv(planes.y, planes.u, planes.v, planes.shift_x, planes.shift_y, lut, remap, rows, far_bits,
                            coarse_index, coarse, repair, scratch, run_values=values, run_ends=ends,
                            run_rows=row_start)
