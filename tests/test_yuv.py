@@ -320,3 +320,29 @@ def test_map_yuv_runs_mode_rejects_what_it_cannot_do(lossy_frames):
                            run_rows=rows) == -1  # too little room
     n = kernels.map_yuv(*args, np.empty((2, w), np.uint8), run_values=values, run_ends=ends, run_rows=rows)
     assert 0 < n == rows[h] and np.all(np.diff(rows) >= 1)
+
+
+def test_edge_repair_and_runs_on_realistic_mask_files(tmp_path):
+    """The specification and the runs hold on frames shaped like real exports (maskdec.realistic,
+    H.264 masks): each mask file's palette from the plan, over every frame of every file."""
+    from maskdec.lut import ColourTable, map_palette
+    from maskdec.realistic import make_realistic
+    from maskdec.runs import IndexRuns
+
+    ds = make_realistic(tmp_path / "realistic", scale="test", seed=0, lossless=False)
+    it = maskdec.iter_samples(ds.frames_path, images=False)
+    palettes = {r.mask_uri: r.palette for r in it.requests if r.error is None}
+    it.close()
+    frames = 0
+    for uri, palette in sorted(palettes.items()):
+        table = ColourTable(palette.colours, tuple(range(1, len(palette) + 1)), 0, str(palette.dtype))
+        with av.open(uri) as container:
+            for f in container.decode(video=0):
+                planes = yuv_planes(f)
+                want = _repair_oracle(planes, table, 60)
+                assert np.array_equal(map_pixels(planes, table, 60, threads=1), want), (uri, f.pts)
+                runs = IndexRuns.of_pixels(planes, palette, 60)
+                np.testing.assert_array_equal(runs.decode(palette.identity()),
+                                              map_palette(planes, palette, palette.identity(), 60, threads=1))
+                frames += 1
+    assert len(palettes) >= 4 and frames > 40
