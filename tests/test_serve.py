@@ -117,11 +117,11 @@ def test_index_runs_round_trip():
 
 
 def test_index_runs_are_the_runs_numpy_finds():
-    """Runs found 8 bytes at a time: every width around the word size, changes anywhere in a row."""
+    """Runs found 32 and 8 bytes at a time: every width around those sizes, changes anywhere in a row."""
     from maskdec.runs import IndexRuns
     rng = np.random.default_rng(11)
     for dtype in (np.uint8, np.uint16):
-        for w in (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 70):
+        for w in (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 41, 70, 129):
             index = np.zeros((6, w), dtype)
             for i in range(1, 6):  # row 0 one run; others change at random columns (last one included)
                 for c in sorted(set(rng.integers(0, w, 3).tolist()) | ({w - 1} if i == 5 else set())):

@@ -119,6 +119,18 @@ def test_yuv_kernel_writes_into_a_strided_out(tagged):
     assert np.array_equal(out, map_pixels(planes, table, 60))
 
 
+@pytest.fixture(params=["avx2", "sse2"])
+def simd(request):
+    """The kernel's flat-run checks with AVX2 (where the CPU has it) and without."""
+    from maskdec._core import kernels
+
+    if kernels.use_avx2(request.param == "avx2") != (request.param == "avx2"):
+        kernels.use_avx2()
+        pytest.skip("this CPU has no AVX2")
+    yield request.param
+    kernels.use_avx2()
+
+
 @pytest.fixture(scope="module")
 def lossy_frames(tmp_path_factory):
     """Decoded frames of a lossy yuv420p clip of the example scene, with their truth."""
@@ -206,6 +218,20 @@ def _nv12(planes):
     return dataclasses.replace(planes, u=uv[:, 0::2], v=uv[:, 1::2])
 
 
+def _sparse_planes(rng, planes):
+    """One flat colour (the frame's top-left pixel, a palette colour) with lone luma pixels and
+    chroma samples, about one in 60 of each plane, set to values found elsewhere in the frame:
+    wherever the kernel checks a run of columns for flatness, some runs differ in that place only."""
+    out = {}
+    for name in ("y", "u", "v"):
+        source = getattr(planes, name)
+        plane = np.full(source.shape, source[0, 0], np.uint8)
+        spots = rng.integers(0, plane.size, plane.size // 60)
+        plane.flat[spots] = source.flat[rng.integers(0, source.size, spots.size)]
+        out[name] = plane
+    return out
+
+
 def _blocky_planes(rng, luma_shape, chroma_shape):
     """Random planes made of horizontal runs (1 to 40 columns) of a few chroma values and lumas,
     each chroma row often a copy of the one above: flat stretches, and edges on one side only."""
@@ -226,17 +252,19 @@ def _blocky_planes(rng, luma_shape, chroma_shape):
 
 
 @pytest.mark.parametrize("crop", [(None, None), (-1, None), (None, -1), (-1, -1)], ids=["even", "odd-h", "odd-w", "odd"])
-def test_edge_repair_matches_its_specification(lossy_frames, crop):
+def test_edge_repair_matches_its_specification(lossy_frames, crop, simd):
     """Every pixel, whatever the chroma layout (planar rows are scanned 16 columns at a time,
     interleaved NV12 chroma column by column), odd sizes and row bands split across threads."""
     frames, _ = lossy_frames
     table = ColourTable(tuple(PALETTE.values()), tuple(range(len(PALETTE))), 255)
     repaired = 0
     rng = np.random.default_rng(7)
-    for n, f in enumerate(frames + [None]):
-        planes = yuv_planes(f if f is not None else frames[0])
-        if f is None:  # runs of 1 to 40 columns, differing on one side or both, often far from every colour
+    for n, f in enumerate(frames + ["blocky", "sparse", "sparse"]):
+        planes = yuv_planes(f if not isinstance(f, str) else frames[0])
+        if f == "blocky":  # runs of 1 to 40 columns, differing on one side or both, often far from every colour
             planes = dataclasses.replace(planes, **_blocky_planes(rng, planes.y.shape, planes.u.shape))
+        elif f == "sparse":  # flat, but for lone samples: each flat-run check must notice them
+            planes = dataclasses.replace(planes, **_sparse_planes(rng, planes))
         elif n % 2:  # chroma noise of up to 3 code values: differences on both sides of the edge threshold
             noisy = [np.clip(p.astype(np.int16) + rng.integers(-3, 4, p.shape), 0, 255).astype(np.uint8)
                      for p in (planes.u, planes.v)]
@@ -274,7 +302,7 @@ def test_edge_repair_same_for_uint16_tables(lossy_frames):
 
 
 @pytest.mark.parametrize("layout", ["planar", "nv12", "odd"])
-def test_yuv_frames_map_straight_to_the_runs_of_their_palette_indices(lossy_frames, layout, monkeypatch):
+def test_yuv_frames_map_straight_to_the_runs_of_their_palette_indices(lossy_frames, layout, monkeypatch, simd):
     """Frames waiting their turn are kept as runs made row pair by row pair (the index map is never
     written whole): the same runs as encoding the whole mapped frame, for 8- and 16-bit palettes,
     and, for rows busier than the one-pass room, through the whole frame."""
@@ -322,7 +350,7 @@ def test_map_yuv_runs_mode_rejects_what_it_cannot_do(lossy_frames):
     assert 0 < n == rows[h] and np.all(np.diff(rows) >= 1)
 
 
-def test_edge_repair_and_runs_on_realistic_mask_files(tmp_path):
+def test_edge_repair_and_runs_on_realistic_mask_files(tmp_path, simd):
     """The specification and the runs hold on frames shaped like real exports (maskdec.realistic,
     H.264 masks): each mask file's palette from the plan, over every frame of every file."""
     from maskdec.lut import ColourTable, map_palette

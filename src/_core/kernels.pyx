@@ -176,8 +176,8 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     from `remap`. Pixels off edges (flat regions, declared or not) are never
     visited: edges are found on the chroma rows first (16 columns at a time with
     SSE2), once for the two pixel rows of a 4:2:0 chroma row. `scratch`:
-    (16, w + 8) bytes or more (each pixel row's candidate positions and keys), one
-    per concurrent call.
+    (8, w + 8) bytes or more (each pixel row's candidate positions), one per
+    concurrent call.
 
     Only rows row0 <= i < row1 (all by default) are written, so that callers
     can split a frame across threads. With `exact` and `counts`, also
@@ -203,20 +203,17 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     cdef label_t* onext
     cdef const pal_t* base
     cdef bint packed = ys == 1 and us == 1 and vs == 1 and shift_x == 1
+    cdef bint avx2 = md_avx2 != 0
     repair = repair and shift_x == 1
     cdef int32_t* spots = NULL
-    cdef uint32_t* keys = NULL
     cdef int32_t* spots_dn = NULL
-    cdef uint32_t* keys_dn = NULL
     cdef Py_ssize_t m_up = 0, m_dn = 0
-    if repair and (scratch is None or scratch.shape[0] < 16 or scratch.shape[1] < w + 8
+    if repair and (scratch is None or scratch.shape[0] < 8 or scratch.shape[1] < w + 8
                    or scratch.strides[0] != scratch.shape[1]):
-        raise ValueError("map_yuv: edge repair needs a C-contiguous (16, width + 8) scratch")
-    if repair:  # carve the scratch rows: each pixel row's candidate positions (int32) and keys (uint32)
+        raise ValueError("map_yuv: edge repair needs a C-contiguous (8, width + 8) scratch")
+    if repair:  # carve the scratch rows: each pixel row's candidate positions (int32)
         spots = <int32_t*>&scratch[0, 0]
-        keys = <uint32_t*>&scratch[4, 0]
-        spots_dn = <int32_t*>&scratch[8, 0]
-        keys_dn = <uint32_t*>&scratch[12, 0]
+        spots_dn = <int32_t*>&scratch[4, 0]
     cdef bint stats = exact is not None and counts is not None
     cdef bint runs = run_values is not None and run_ends is not None and run_rows is not None
     if runs and (stats or row0 != 0 or end != h or out.shape[0] < 2 or run_rows.shape[0] < h + 1):
@@ -249,10 +246,12 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                     # previous column's have its labels: masks are mostly flat, so most of a
                     # frame is copied, not looked up (a check per 8 pixels where it is not);
                     # 16 columns at once first, as flat runs are long
-                    if 0 < c <= half - 16 and (_differs(yrow + 2 * c, yrow + 2 * c - 1, 4)
-                                               | _differs(ynext + 2 * c, ynext + 2 * c - 1, 4)
-                                               | _differs(urow + c, urow + c - 1, 2)
-                                               | _differs(vrow + c, vrow + c - 1, 2)) == 0:
+                    if avx2 and 0 < c <= half - 32 and md_flat32(yrow + 2 * c, ynext + 2 * c, urow + c, vrow + c):
+                        _fill(orow + 2 * c, orow[2 * c - 1], 64)
+                        _fill(onext + 2 * c, onext[2 * c - 1], 64)
+                        c = c + 32
+                        continue
+                    if 0 < c <= half - 16 and md_flat16(yrow + 2 * c, ynext + 2 * c, urow + c, vrow + c):
                         _fill(orow + 2 * c, orow[2 * c - 1], 32)
                         _fill(onext + 2 * c, onext[2 * c - 1], 32)
                         c = c + 16
@@ -312,19 +311,18 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                 if rows == 2:  # one edge scan serves both pixel rows of the chroma row
                     up, down = _side_row(k, -1, ch), _side_row(k, 1, ch)
                     md_edge_candidates(&u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], &u[down, 0], &v[down, 0], us, vs,
-                                       cw, &y[i, 0], &y[i + 1, 0], ys, w, spots, keys, &m_up, spots_dn, keys_dn,
+                                       cw, &y[i, 0], &y[i + 1, 0], ys, w, &far_bits[0], spots, &m_up, spots_dn,
                                        &m_dn)
                 else:  # the side of a pixel row: above for the upper row of a 4:2:0 chroma row, else below
                     up = _side_row(k, (-1 if (i & 1) == 0 else 1) if shift_y else 0, ch)
                     down = up
                     md_edge_candidates(&u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], NULL, NULL, us, vs, cw, &y[i, 0],
-                                       NULL, ys, w, spots, keys, &m_up, NULL, NULL, &m_dn)
-                _repair_pixels(m_up, spots, keys, &u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], us, vs, cw, &y[i, 0], ys,
-                               orow, &far_bits[0], &coarse_label[0], &coarse[0], &remap[0])
+                                       NULL, ys, w, &far_bits[0], spots, &m_up, NULL, &m_dn)
+                _repair_pixels(m_up, spots, &u[k, 0], &v[k, 0], &u[up, 0], &v[up, 0], us, vs, cw, &y[i, 0], ys,
+                               orow, &coarse_label[0], &coarse[0], &remap[0])
                 if rows == 2:
-                    _repair_pixels(m_dn, spots_dn, keys_dn, &u[k, 0], &v[k, 0], &u[down, 0], &v[down, 0], us, vs, cw,
-                                   &y[i + 1, 0], ys, onext, &far_bits[0], &coarse_label[0], &coarse[0],
-                                   &remap[0])
+                    _repair_pixels(m_dn, spots_dn, &u[k, 0], &v[k, 0], &u[down, 0], &v[down, 0], us, vs, cw,
+                                   &y[i + 1, 0], ys, onext, &coarse_label[0], &coarse[0], &remap[0])
             if stats:
                 for r in range(i, i + rows):
                     n += _count_exact(u, v, &y[r, 0], ys, &out[r, 0], w, r, shift_x, shift_y, ex, ignore)
@@ -351,23 +349,77 @@ cdef extern from *:
     #if defined(__SSE2__)
     #include <emmintrin.h>
     #endif
+    /* AVX2 versions of the flat-run checks, chosen at run time (the module is built for plain x86-64) */
+    #if defined(__SSE2__) && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    #define MD_AVX2 1
+    #include <immintrin.h>
+    #define MD_AVX2_FN __attribute__((target("avx2")))
+    #else
+    #define MD_AVX2 0
+    #endif
+    static int md_avx2 = 0;  /* set once at import by md_cpu_init */
+
+    static void md_cpu_init(int allowed) {
+    #if MD_AVX2
+        __builtin_cpu_init();
+        md_avx2 = allowed && __builtin_cpu_supports("avx2");
+    #else
+        (void)allowed;
+        md_avx2 = 0;
+    #endif
+    }
+
+    #if MD_AVX2
+    static inline MD_AVX2_FN __m256i md_eq32(const uint8_t* a, const uint8_t* b) {
+        return _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i*)a), _mm256_loadu_si256((const __m256i*)b));
+    }
+
+    /* md_flat16 for 32 chroma columns (64 pixels of each luma row). */
+    static MD_AVX2_FN int md_flat32(const uint8_t* y0, const uint8_t* y1, const uint8_t* u, const uint8_t* v) {
+        __m256i same = _mm256_and_si256(_mm256_and_si256(md_eq32(y0, y0 - 1), md_eq32(y0 + 32, y0 + 31)),
+                                        _mm256_and_si256(md_eq32(y1, y1 - 1), md_eq32(y1 + 32, y1 + 31)));
+        same = _mm256_and_si256(same, _mm256_and_si256(md_eq32(u, u - 1), md_eq32(v, v - 1)));
+        return _mm256_movemask_epi8(same) == -1;
+    }
+
+    /* Whether 32 chroma columns (u, v) equal their left and right neighbours and the side rows
+       (uup, vup; udn, vdn unless NULL) at the same columns: no edge repair candidates there. */
+    static MD_AVX2_FN int md_flat32_edges(const uint8_t* u, const uint8_t* v, const uint8_t* uup, const uint8_t* vup,
+                                         const uint8_t* udn, const uint8_t* vdn) {
+        __m256i same = _mm256_and_si256(_mm256_and_si256(md_eq32(u, u - 1), md_eq32(u, u + 1)),
+                                        _mm256_and_si256(md_eq32(v, v - 1), md_eq32(v, v + 1)));
+        same = _mm256_and_si256(same, _mm256_and_si256(md_eq32(u, uup), md_eq32(v, vup)));
+        if (udn != NULL)
+            same = _mm256_and_si256(same, _mm256_and_si256(md_eq32(u, udn), md_eq32(v, vdn)));
+        return _mm256_movemask_epi8(same) == -1;
+    }
+    #else
+    static inline int md_flat32(const uint8_t* y0, const uint8_t* y1, const uint8_t* u, const uint8_t* v) {
+        (void)y0; (void)y1; (void)u; (void)v;
+        return 0;
+    }
+    #endif
 
     /* 1 when two code values differ by more than 2 (branch-free: a - b + 2 wraps when negative). */
     static inline uint32_t md_far(uint32_t a, uint32_t b) { return (a - b + 2u) > 4u; }
 
+    /* 1 when the colour key (U << 16 | V << 8 | Y) is far from every palette colour: bit key of `far`. */
+    static inline uint32_t md_far_key(const uint8_t* far, uint32_t key) { return (far[key >> 3] >> (key & 7)) & 1; }
+
     /* Append the candidate pixels of chroma column c in one pixel row (see md_edge_candidates). */
     static inline Py_ssize_t md_column(Py_ssize_t c, const uint8_t* u, const uint8_t* v, const uint8_t* uside,
                                        const uint8_t* vside, Py_ssize_t us, Py_ssize_t vs, Py_ssize_t cw,
-                                       const uint8_t* y, Py_ssize_t ys, Py_ssize_t w, int32_t* spots,
-                                       uint32_t* keys, Py_ssize_t m) {
+                                       const uint8_t* y, Py_ssize_t ys, Py_ssize_t w, const uint8_t* far,
+                                       int32_t* spots, Py_ssize_t m) {
         uint32_t own_u = u[c * us], own_v = v[c * vs];
         uint32_t side = md_far(own_u, uside[c * us]) | md_far(own_v, vside[c * vs]);
         for (Py_ssize_t j = 2 * c; j < 2 * c + 2 && j < w; j++) {
             Py_ssize_t cn = (j & 1) == 0 ? c - 1 : c + 1;
             if (cn < 0 || cn >= cw) cn = c;
             spots[m] = (int32_t)j;
-            keys[m] = (((own_u << 8) | own_v) << 8) | y[j * ys];
-            m += side | md_far(own_u, u[cn * us]) | md_far(own_v, v[cn * vs]);  /* branch-free append */
+            /* branch-free append */
+            m += (side | md_far(own_u, u[cn * us]) | md_far(own_v, v[cn * vs]))
+                 & md_far_key(far, (((own_u << 8) | own_v) << 8) | y[j * ys]);
         }
         return m;
     }
@@ -380,6 +432,46 @@ cdef extern from *:
         return a == u[(c - 1) * us] && a == u[(c + 1) * us] && a == uup[c * us]
             && b == v[(c - 1) * vs] && b == v[(c + 1) * vs] && b == vup[c * vs]
             && (udn == NULL || (a == udn[c * us] && b == vdn[c * vs]));
+    }
+
+    /* The index of the lowest-addressed nonzero byte of the 8 bytes read into x (x != 0), or -1 where
+       that is not the lowest-order byte (not little-endian). */
+    static inline Py_ssize_t md_first_byte(uint64_t x) {
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        return __builtin_ctzll(x) >> 3;
+    #else
+        (void)x;
+        return -1;
+    #endif
+    }
+
+    /* Whether 16 chroma columns of a 4:2:0 row pair (their 32 pixels of each luma row y0, y1, and
+       chroma u, v) all equal the column before them (y0[-1], y1[-1], u[-1], v[-1] are read). */
+    static inline int md_flat16(const uint8_t* y0, const uint8_t* y1, const uint8_t* u, const uint8_t* v) {
+    #if defined(__SSE2__)
+        __m128i same = _mm_and_si128(
+            _mm_and_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)y0), _mm_loadu_si128((const __m128i*)(y0 - 1))),
+                          _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)(y0 + 16)),
+                                         _mm_loadu_si128((const __m128i*)(y0 + 15)))),
+            _mm_and_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)y1), _mm_loadu_si128((const __m128i*)(y1 - 1))),
+                          _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)(y1 + 16)),
+                                         _mm_loadu_si128((const __m128i*)(y1 + 15)))));
+        same = _mm_and_si128(same, _mm_and_si128(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)u), _mm_loadu_si128((const __m128i*)(u - 1))),
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)v), _mm_loadu_si128((const __m128i*)(v - 1)))));
+        return _mm_movemask_epi8(same) == 0xFFFF;
+    #else
+        uint64_t d = 0, a, b;
+        for (int k = 0; k < 4; k++) {
+            memcpy(&a, y0 + 8 * k, 8); memcpy(&b, y0 + 8 * k - 1, 8); d |= a ^ b;
+            memcpy(&a, y1 + 8 * k, 8); memcpy(&b, y1 + 8 * k - 1, 8); d |= a ^ b;
+        }
+        for (int k = 0; k < 2; k++) {
+            memcpy(&a, u + 8 * k, 8); memcpy(&b, u + 8 * k - 1, 8); d |= a ^ b;
+            memcpy(&a, v + 8 * k, 8); memcpy(&b, v + 8 * k - 1, 8); d |= a ^ b;
+        }
+        return d == 0;
+    #endif
     }
 
     /* Equal bytes, 8 at a time. */
@@ -397,16 +489,15 @@ cdef extern from *:
         return _mm_cmpeq_epi8(_mm_subs_epu8(diff, _mm_set1_epi8(2)), _mm_setzero_si128());
     }
 
-    /* Append the pixels of `mask` (bit b: pixel j0 + b) with their keys; chroma (u, v) of pixel j0 + b
-       at index b >> 1 of cu, cv. */
+    /* Append the pixels of `mask` (bit b: pixel j0 + b) whose colour is far from the palette; chroma
+       (u, v) of pixel j0 + b at index b >> 1 of cu, cv. */
     static inline Py_ssize_t md_append(uint32_t mask, Py_ssize_t j0, const uint8_t* cu, const uint8_t* cv,
-                                       const uint8_t* y, int32_t* spots, uint32_t* keys, Py_ssize_t m) {
+                                       const uint8_t* y, const uint8_t* far, int32_t* spots, Py_ssize_t m) {
         while (mask) {
             int b = __builtin_ctz(mask);
             mask &= mask - 1;
             spots[m] = (int32_t)(j0 + b);
-            keys[m] = ((((uint32_t)cu[b >> 1] << 8) | cv[b >> 1]) << 8) | y[j0 + b];
-            m++;
+            m += md_far_key(far, ((((uint32_t)cu[b >> 1] << 8) | cv[b >> 1]) << 8) | y[j0 + b]);
         }
         return m;
     }
@@ -424,18 +515,27 @@ cdef extern from *:
     /* Edge repair candidates of one chroma row (cw >= 2 columns; u, v) for the pixel rows it covers: the
        upper row (luma yup, side chroma row uup, vup) and, unless udn is NULL, the lower row (ydn; udn, vdn).
        A pixel is a candidate when its chroma differs (md_far) from the chroma row on its side or from the
-       neighbouring column on its side (left for even pixels, right for odd ones). Appends each row's
-       candidates (position, colour key U << 16 | V << 8 | Y), in ascending position, to its spots and keys,
-       and stores their number in *n_up, *n_dn. Packed rows go 16 columns at a time where SSE2 is
-       available (else 8, skipping only flat runs), skipping columns equal to all their neighbours. */
+       neighbouring column on its side (left for even pixels, right for odd ones), and its own colour is
+       far from every palette colour (bit key of `far`). Appends each row's candidates' positions, in
+       ascending order, to its spots, and stores their number in *n_up, *n_dn. Packed rows go 16 columns
+       at a time where SSE2 is available (else 8, skipping only flat runs), skipping columns equal to all
+       their neighbours. */
     static void md_edge_candidates(const uint8_t* u, const uint8_t* v, const uint8_t* uup, const uint8_t* vup,
                                    const uint8_t* udn, const uint8_t* vdn, Py_ssize_t us, Py_ssize_t vs,
                                    Py_ssize_t cw, const uint8_t* yup, const uint8_t* ydn, Py_ssize_t ys,
-                                   Py_ssize_t w, int32_t* spots_up, uint32_t* keys_up, Py_ssize_t* n_up,
-                                   int32_t* spots_dn, uint32_t* keys_dn, Py_ssize_t* n_dn) {
+                                   Py_ssize_t w, const uint8_t* far, int32_t* spots_up, Py_ssize_t* n_up,
+                                   int32_t* spots_dn, Py_ssize_t* n_dn) {
         Py_ssize_t mu = 0, md = 0, c = 0;
         int packed = us == 1 && vs == 1 && ys == 1;
         while (c < cw) {
+    #if MD_AVX2
+            if (md_avx2 && packed && c >= 1 && c + 33 <= cw
+                    && md_flat32_edges(u + c, v + c, uup + c, vup + c, udn == NULL ? NULL : udn + c,
+                                       vdn == NULL ? NULL : vdn + c)) {
+                c += 32;
+                continue;
+            }
+    #endif
     #if defined(__SSE2__)
             if (packed && c >= 1 && c + 17 <= cw) {
                 __m128i a = _mm_loadu_si128((const __m128i*)(u + c));
@@ -459,10 +559,10 @@ cdef extern from *:
                     __m128i nl = _mm_and_si128(md_near16(a, l), md_near16(va, vl));
                     __m128i nr = _mm_and_si128(md_near16(a, r), md_near16(va, vr));
                     __m128i np = _mm_and_si128(md_near16(a, p), md_near16(va, vp));
-                    mu = md_append(md_pixel_bits(nl, nr, np), 2 * c, u + c, v + c, yup, spots_up, keys_up, mu);
+                    mu = md_append(md_pixel_bits(nl, nr, np), 2 * c, u + c, v + c, yup, far, spots_up, mu);
                     if (udn != NULL) {
                         __m128i nd = _mm_and_si128(md_near16(a, d), md_near16(va, vd));
-                        md = md_append(md_pixel_bits(nl, nr, nd), 2 * c, u + c, v + c, ydn, spots_dn, keys_dn, md);
+                        md = md_append(md_pixel_bits(nl, nr, nd), 2 * c, u + c, v + c, ydn, far, spots_dn, md);
                     }
                 }
                 c += 16;
@@ -478,9 +578,9 @@ cdef extern from *:
             }
     #endif
             if (c == 0 || c == cw - 1 || !md_flat_column(c, u, v, uup, vup, udn, vdn, us, vs)) {
-                mu = md_column(c, u, v, uup, vup, us, vs, cw, yup, ys, w, spots_up, keys_up, mu);
+                mu = md_column(c, u, v, uup, vup, us, vs, cw, yup, ys, w, far, spots_up, mu);
                 if (udn != NULL)
-                    md = md_column(c, u, v, udn, vdn, us, vs, cw, ydn, ys, w, spots_dn, keys_dn, md);
+                    md = md_column(c, u, v, udn, vdn, us, vs, cw, ydn, ys, w, far, spots_dn, md);
             }
             c++;
         }
@@ -488,29 +588,37 @@ cdef extern from *:
         *n_dn = md;
     }
     """
+    int md_avx2
+    void md_cpu_init(int allowed) noexcept nogil
+    bint md_flat32(const uint8_t* y0, const uint8_t* y1, const uint8_t* u, const uint8_t* v) noexcept nogil
+    Py_ssize_t md_first_byte(uint64_t x) noexcept nogil
+    bint md_flat16(const uint8_t* y0, const uint8_t* y1, const uint8_t* u, const uint8_t* v) noexcept nogil
     void md_edge_candidates(const uint8_t* u, const uint8_t* v, const uint8_t* uup, const uint8_t* vup,
                             const uint8_t* udn, const uint8_t* vdn, Py_ssize_t us, Py_ssize_t vs, Py_ssize_t cw,
                             const uint8_t* yup, const uint8_t* ydn, Py_ssize_t ys, Py_ssize_t w,
-                            int32_t* spots_up, uint32_t* keys_up, Py_ssize_t* n_up,
-                            int32_t* spots_dn, uint32_t* keys_dn, Py_ssize_t* n_dn) noexcept nogil
+                            const uint8_t* far, int32_t* spots_up, Py_ssize_t* n_up,
+                            int32_t* spots_dn, Py_ssize_t* n_dn) noexcept nogil
 
 
-cdef inline void _repair_pixels(Py_ssize_t m, int32_t* spots, const uint32_t* keys, const uint8_t* urow,
+def use_avx2(bint allowed=True) -> bool:
+    """Let the flat-run checks use AVX2 where the CPU has it (the default), or not (the SSE2
+    path, for tests); returns whether they now do."""
+    md_cpu_init(allowed)
+    return md_avx2 != 0
+
+
+use_avx2()
+
+
+cdef inline void _repair_pixels(Py_ssize_t m, const int32_t* spots, const uint8_t* urow,
                                 const uint8_t* vrow, const uint8_t* uside, const uint8_t* vside, Py_ssize_t us,
                                 Py_ssize_t vs, Py_ssize_t cw, const uint8_t* yrow, Py_ssize_t ys, label_t* orow,
-                                const uint8_t* far_bits, const pal_t* coarse_label, const uint8_t* coarse,
-                                const label_t* remap) noexcept nogil:
+                                const pal_t* coarse_label, const uint8_t* coarse, const label_t* remap) noexcept nogil:
     """Edge repair of one pixel row, 2:1 horizontal chroma (see map_yuv), given its chroma
-    row (urow, vrow), the chroma row on its side (uside, vside) and its m candidates
-    (positions `spots`, colour `keys`, from md_edge_candidates)."""
-    cdef Py_ssize_t n = 0, q, c, j, cn
-    # keep those far from every palette colour (their chroma block straddles a class edge),
-    # in one tight loop (independent loads overlap), branch-free
+    row (urow, vrow), the chroma row on its side (uside, vside) and the positions of its m
+    candidates (`spots`, from md_edge_candidates)."""
+    cdef Py_ssize_t q, c, j, cn
     for q in range(m):
-        spots[n] = spots[q]
-        n = n + ((far_bits[keys[q] >> 3] >> (keys[q] & 7)) & 1)
-    # repair them
-    for q in range(n):
         j = spots[q]
         c = j >> 1
         cn = c - 1 if (j & 1) == 0 else c + 1
@@ -617,13 +725,19 @@ def split_instances(const index_t[:, :] colour_index, const int32_t[::1] roi_of,
 
 cdef inline Py_ssize_t _same_until(const pal_t* row, Py_ssize_t j, Py_ssize_t w) noexcept nogil:
     """The first column k >= j (k < w) whose value differs from row[k - 1], else w; 0 < j.
-    Compares 8 bytes at a time against the same bytes one value earlier (runs are long)."""
+    Compares 32 bytes at a time against the same bytes one value earlier (runs are long),
+    then finds the differing value from the lowest differing byte."""
     cdef uint64_t a, b
-    cdef Py_ssize_t step = 8 // sizeof(pal_t)
+    cdef Py_ssize_t step = 8 // sizeof(pal_t), at
+    while j + 4 * step <= w and _differs(<const uint8_t*>(row + j), <const uint8_t*>(row + j - 1), 4) == 0:
+        j = j + 4 * step
     while j + step <= w:
         memcpy(&a, row + j, 8)
         memcpy(&b, row + j - 1, 8)
         if a != b:
+            at = md_first_byte(a ^ b)
+            if at >= 0:
+                return j + at // <Py_ssize_t>sizeof(pal_t)
             break
         j = j + step
     while j < w and row[j] == row[j - 1]:

@@ -369,9 +369,9 @@ def _kernel_tables(planes, palette: Palette, tolerance: float, edge_repair: bool
 
 
 def _repair_scratch_shape(width: int) -> tuple[int, int]:
-    """The kernel's edge repair scratch of one band: each pixel row's candidate positions and
-    keys (rows 4-byte aligned)."""
-    return 16, -(-(width + 8) // 4) * 4
+    """The kernel's edge repair scratch of one band: each pixel row's candidate positions (rows
+    4-byte aligned)."""
+    return 8, -(-(width + 8) // 4) * 4
 
 
 def _map_yuv(planes, palette: Palette, remap: np.ndarray, tolerance: float, out: Optional[np.ndarray],

@@ -228,14 +228,12 @@ class FrameServer:
     def _start(self, key: FileKey, f: _File, ts: int) -> None:
         """(Re)start the decode-ahead thread at `ts`, over the pending timestamps from there on."""
         f.stop()
-        if f.reader is None:
+        if key not in self._open:
             self._make_room()
             if key in self._opened:
                 self.reopened += 1
             self._opened.add(key)
-            f.reader = MediaReader(f.uri, threads=self._decoder_threads(key, f))
-            f.lossless = f.reader.lossless
-            self._open[key] = f
+            self._open[key] = f  # opened by its decode-ahead thread (probing a file takes milliseconds)
             self.peak_open = max(self.peak_open, len(self._open))
         pending = [s for s, uses in f.uses.items() if uses and (key, s) not in self._buffer]
         if key[0] not in self._compact:  # frames before ts would not fit: leave them to later passes
@@ -249,9 +247,9 @@ class FrameServer:
         compact = None if f.straight else self._compact.get(key[0])
         f.stopping = threading.Event()
         if compact is None:
-            f.frames = Prefetch(self._converted(key, f, f.reader, pending, compact, f.stopping), depth=DECODE_AHEAD)
+            f.frames = Prefetch(self._converted(key, f, pending, compact, f.stopping), depth=DECODE_AHEAD)
         else:  # small frames: further ahead, so files queued behind a slow one keep the cores busy
-            f.frames = Prefetch(self._converted(key, f, f.reader, pending, compact, f.stopping), depth=COMPACT_AHEAD,
+            f.frames = Prefetch(self._converted(key, f, pending, compact, f.stopping), depth=COMPACT_AHEAD,
                                 max_bytes=max(1, self._max_bytes // self._max_open), size=_queued_bytes)
 
     def _decoder_threads(self, key: FileKey, f: _File) -> Optional[int]:
@@ -262,11 +260,17 @@ class FrameServer:
             return 1
         return self._threads
 
-    def _converted(self, key: FileKey, f: _File, reader: MediaReader, stamps: list[int],
-                   compact: Optional[Callable], stopping: threading.Event) -> Iterator[tuple[int, Any]]:
-        """(timestamp, converted frame or its MaskdecError), run in the decode-ahead thread. Frames of
-        a compacted role are compacted on the frame pool, at most MAPPING_AHEAD of them at a time, while
-        this thread decodes the next ones; they come out in order."""
+    def _converted(self, key: FileKey, f: _File, stamps: list[int], compact: Optional[Callable],
+                   stopping: threading.Event) -> Iterator[tuple[int, Any]]:
+        """(timestamp, converted frame or its MaskdecError), run in the decode-ahead thread, which
+        first opens the file if it is not open (the caller reads f.reader and f.lossless only after
+        this thread has handed over a frame, or has been stopped). Frames of a compacted role are
+        compacted on the frame pool, at most MAPPING_AHEAD of them at a time, while this thread
+        decodes the next ones; they come out in order."""
+        if f.reader is None:
+            f.reader = MediaReader(f.uri, threads=self._decoder_threads(key, f))
+            f.lossless = f.reader.lossless
+        reader = f.reader
         jobs: deque = deque()  # (timestamp, future of its compacted frame), oldest first
         try:
             for got, frame in reader.frames_at(stamps, self._unit):
