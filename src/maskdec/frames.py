@@ -186,6 +186,8 @@ def _present(obj: Any, out: dict, keys: Iterable[str]) -> dict:
 
 
 def _extra(d: dict, known: set) -> dict:
+    if d.keys() <= known:  # the usual case, checked at C speed
+        return {}
     return {k: v for k, v in d.items() if k not in known}
 
 
@@ -505,36 +507,44 @@ class UnknownKey(NamedTuple):
                                 f"{self.path}.{self.key if len(self.key) <= 40 else self.key[:37] + '...'}")
 
 
-def _objects(d: Any, path: str) -> Iterator[tuple[str, str, dict]]:
-    """(kind, JSON path, object) of a frame and the sources, masks, ROIs and ROI masks in it."""
+def _objects(d: Any) -> Iterator[tuple[str, tuple, dict]]:
+    """(kind, JSON path steps (keys and list indices), object) of a frame and the sources, masks,
+    ROIs and ROI masks in it (steps, not path strings: most objects never need their path)."""
     if not isinstance(d, dict):
         return
-    yield "frame", path, d
+    yield "frame", (), d
     for i, source in enumerate(d.get("sources") if isinstance(d.get("sources"), list) else []):
         if isinstance(source, dict):
-            yield "source", f"{path}.sources[{i}]", source
+            yield "source", ("sources", i), source
             masks = source.get("masks")
             for j, mask in enumerate(masks if isinstance(masks, list) else []):
                 if isinstance(mask, dict):
-                    yield "mask", f"{path}.sources[{i}].masks[{j}]", mask
+                    yield "mask", ("sources", i, "masks", j), mask
     for i, roi in enumerate(d.get("rois") if isinstance(d.get("rois"), list) else []):
         if isinstance(roi, dict):
-            yield "ROI", f"{path}.rois[{i}]", roi
+            yield "ROI", ("rois", i), roi
             if isinstance(roi.get("mask"), dict):
-                yield "ROI mask", f"{path}.rois[{i}].mask", roi["mask"]
+                yield "ROI mask", ("rois", i, "mask"), roi["mask"]
+
+
+def _json_path(path: str, steps: tuple) -> str:
+    """path.key[index]... for the steps of _objects."""
+    return path + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps)
 
 
 def unknown_keys(d: Any, path: str = "$") -> list[UnknownKey]:
     """Every key of a frame dict outside ClearML's frame schema, with the nearest known key
     (the contents of `meta`, `preview` and other free objects are not checked)."""
     found = []
-    for kind, where, obj in _objects(d, path):
+    for kind, steps, obj in _objects(d):
         known = _KNOWN_KEYS[kind]
+        if obj.keys() <= known:  # the usual case, checked at C speed
+            continue
         for key in obj:
             if key not in known:
                 text = str(key)
                 nearest = difflib.get_close_matches(text, known, n=1, cutoff=0.6)
-                found.append(UnknownKey(where, text, kind, nearest[0] if nearest else None))
+                found.append(UnknownKey(_json_path(path, steps), text, kind, nearest[0] if nearest else None))
     return found
 
 

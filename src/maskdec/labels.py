@@ -21,6 +21,8 @@ MaskLabels = Sequence["ColourDecl"]
 
 def normalise_colour(value: Sequence[int]) -> Colour:
     """[v] with v <= 255 is the grey (v, v, v); [v] above 255 stays a 16-bit grey."""
+    if type(value) is tuple and len(value) == 3:  # the usual case: an (r, g, b) of ints, as parsed
+        return value
     if len(value) == 1 and value[0] <= 255:
         return (value[0],) * 3
     return tuple(int(c) for c in value)

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from collections import OrderedDict
 from functools import cached_property, lru_cache
-from typing import Iterable, Mapping, NamedTuple, Optional, Sequence
+from typing import Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -413,10 +413,10 @@ def map_yuv_runs(planes, palette: Palette, remap: np.ndarray, tolerance: float, 
                            run_rows=row_start)
 
 
-def table_for(decls: Sequence, ids: Sequence[int], ignore_index: int, dtype: np.dtype) -> ColourTable:
+def table_for(decls: Sequence, ids: Sequence[int], ignore_index: int, dtype: Union[np.dtype, str]) -> ColourTable:
     """A ColourTable from declarations (each with `.colour`) and their ids."""
     return ColourTable(tuple(tuple(d.colour) for d in decls), tuple(int(i) for i in ids),
-                       int(ignore_index), np.dtype(dtype).name)
+                       int(ignore_index), dtype if isinstance(dtype, str) else np.dtype(dtype).name)
 
 
 # ------------------------------------------------------------------ per-sample statistics

@@ -205,16 +205,25 @@ def plan_samples(
         names = [d.name for decls in per_frame if isinstance(decls, dict) for ds in decls.values() for d in ds]
         names += [d.name for d in dataset_decls]
         table = LabelTable.derive(names, ignore_index=ignore_index)
-    mask_uris = [{(source.id, mask.id): resolve_uri(mask.uri, frame.base_dir)
+    resolved: dict[tuple, str] = {}  # (uri, base_dir) -> path: frames name the same few files again and again
+
+    def resolve(uri: str, base_dir: Optional[str]) -> str:
+        found = resolved.get((uri, base_dir))
+        if found is None:
+            found = resolved[(uri, base_dir)] = resolve_uri(uri, base_dir)
+        return found
+
+    mask_uris = [{(source.id, mask.id): resolve(mask.uri, frame.base_dir)
                   for source in frame.sources for mask in source.masks} for frame in frames]
     palettes = _palettes(per_frame, mask_uris)
+    dtype_name = table.dtype.name
     requests = []
     for index, (frame, decls) in enumerate(zip(frames, per_frame)):
         tables: dict[tuple, ColourTable] = {}
         frame_palettes: dict[tuple, Palette] = {}
         if isinstance(decls, dict):
             for key, ds in decls.items():
-                tables[key] = table_for(ds, [table.id_of(d.name) for d in ds], table.ignore_index, table.dtype)
+                tables[key] = table_for(ds, [table.id_of(d.name) for d in ds], table.ignore_index, dtype_name)
                 palette = palettes[mask_uris[index][key]]
                 if isinstance(palette, Palette):
                     frame_palettes[key] = palette
@@ -233,7 +242,7 @@ def plan_samples(
                     where=f"frames[{index}].sources[{s_pos}].masks[{m_pos}]",
                     source=source,
                     mask=mask,
-                    image_uri=resolve_uri(source.uri, frame.base_dir),
+                    image_uri=resolve(source.uri, frame.base_dir),
                     image_ts=_ts(source.timestamp, frame.timestamp),
                     mask_uri=mask_uri,
                     mask_ts=_ts(mask.timestamp, source.timestamp, frame.timestamp),
