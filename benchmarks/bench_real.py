@@ -14,7 +14,9 @@ after --budget seconds (the rate is then over the samples made so far). Printed,
     "cold" is a fresh process's first pass, "warm" the fastest of the next five (with images: the
     next one) in that process, and decode-only the fastest of its passes in fresh processes run
     before and after the label maps and, after their passes, in the label maps' own processes
-    (a fresh process decodes about a tenth slower);
+    (a fresh process decodes about a tenth slower); "paired median": after its passes, the
+    label maps' process alternates five decode-only and label map passes, and the median of
+    the five ratios is the figure least moved by a shared machine's changing load;
   - colour table build times for 20 and 255 colours (bench_tables.table_build_times());
   - label maps/s of 60 small mask files interleaved, each with colours of its own, against the
     same files sharing one set of colours (more palettes than the default table cache holds);
@@ -34,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,8 +99,17 @@ def child(spec: dict) -> dict:
     out["peak_rss_mib"] = _status_mib("VmHWM")
     if sample:
         out.update(max_threads=max_threads, max_open_files=max_fds)
-    if spec.get("decode_files"):  # decode-only in the state the passes left the process in (see main)
-        out["decode_only_s"] = round(min(decode_pass(spec["decode_files"])[0] for _ in range(3)), 3)
+    if spec.get("decode_files"):  # decode-only in the state the passes left the process in (see main),
+        # alternating with label map passes: each pair ran in the same moment of a shared machine's load
+        pairs = []
+        for _ in range(spec.get("pairs", 5)):
+            decode_s = decode_pass(spec["decode_files"])[0]
+            t0 = time.perf_counter()
+            for _sample in maskdec.iter_samples(spec["frames"], images=spec["images"]):
+                pass
+            pairs.append((round(decode_s, 3), round(time.perf_counter() - t0, 3)))
+        out["decode_only_s"] = min(d for d, _ in pairs)
+        out["pairs_decode_then_label_maps_s"] = pairs
     return out
 
 
@@ -249,6 +261,13 @@ def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return None if not a or not b else round(a / b, 3)
 
 
+def paired_ratio(result: dict) -> Optional[float]:
+    """The median, over the alternating passes of one process, of label maps/s over decode-only/s
+    (decode seconds over label map seconds: both passes cover the same samples)."""
+    pairs = result.get("pairs_decode_then_label_maps_s") or []
+    return round(statistics.median(d / m for d, m in pairs), 3) if pairs else None
+
+
 def code_label() -> str:
     """maskdec's folder, and its git commit (with "+changes" for a dirty tree, results aside) when it has one."""
     import maskdec
@@ -337,7 +356,8 @@ def main() -> None:
                 "real_vs_sorted_cold": ratio(rate(real, 0), rate(sorted_, 0)),
                 "real_vs_sorted_warm": ratio(rate(real, 1), rate(sorted_, 1)),
                 "real_vs_decode_only_cold": ratio(rate(real, 0), base),
-                "real_vs_decode_only_warm": ratio(rate(real, 1), base)}
+                "real_vs_decode_only_warm": ratio(rate(real, 1), base),
+                "real_vs_decode_only_paired_median": None if images else paired_ratio(real)}
 
     tables = table_times()
 

@@ -135,13 +135,12 @@ def _timestamp(d: dict, path: str) -> Optional[int]:
     return value
 
 
-def _size(d: dict, key: str, path: str) -> Optional[int]:
+def _size(d: dict, key: str, path: str, limit: int) -> Optional[int]:
     value = d.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise FrameFormatError(f"{key!r} must be a positive integer, got {_show(value)}", f"{path}.{key}")
-    limit = max_pixels()
     if value > limit:
         raise FrameFormatError(f"{key!r} {_show(value)} is more than the pixel limit of {limit} (MASKDEC_MAX_PIXELS)",
                                f"{path}.{key}")
@@ -151,11 +150,12 @@ def _size(d: dict, key: str, path: str) -> Optional[int]:
 def _declared_size(d: dict, path: str) -> tuple[Optional[int], Optional[int]]:
     """A declared (width, height), each a positive integer, together within MASKDEC_MAX_PIXELS
     (label maps may be allocated at the declared size: it must never exceed what a decoder allows)."""
-    width, height = _size(d, "width", path), _size(d, "height", path)
-    if width is not None and height is not None:
-        problem = check_pixels(width, height)
-        if problem:
-            raise FrameFormatError(f"declared size {problem}", f"{path}.width")
+    if d.get("width") is None and d.get("height") is None:
+        return None, None
+    limit = max_pixels()  # read once: the environment is slow to read for every key
+    width, height = _size(d, "width", path, limit), _size(d, "height", path, limit)
+    if width is not None and height is not None and width * height > limit:
+        raise FrameFormatError(f"declared size {check_pixels(width, height)}", f"{path}.width")
     return width, height
 
 
