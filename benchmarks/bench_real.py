@@ -11,8 +11,9 @@ after --budget seconds (the rate is then over the samples made so far). Printed,
     against PyAV decode-only of the same mask files, forward (goal >= 0.65x); the same with
     images; and the same without the long clip ("without_long": its 300 shuffled 1080p
     frames, beyond the frames buffered ahead, cost seeks that a forward decode never pays);
-    "cold" is a fresh process's first pass, "warm" the fastest of the next five (with images: the
-    next one) in that process, and decode-only the fastest of its passes in fresh processes run
+    "cold" is a fresh process's first pass (for label maps, the median of three fresh processes'
+    first passes, real and sorted taking turns), "warm" the fastest of the next five (with images:
+    the next one) in that process, and decode-only the fastest of its passes in fresh processes run
     before and after the label maps and, after their passes, in the label maps' own processes
     (a fresh process decodes about a tenth slower); "paired median": after its passes, the
     label maps' process alternates five decode-only and label map passes, and the median of
@@ -44,6 +45,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+#: Extra fresh processes per frames file for the cold label map passes (one pass each).
+COLD_REPEATS = 2
 ROUND_ROBIN_VIDEOS = 400
 ROUND_ROBIN_FRAMES = 4  # per video, 64x48
 
@@ -249,10 +252,12 @@ def round_robin(cache: Path) -> Path:
 # ------------------------------------------------------------------ main
 
 def rate(result: dict, index: int) -> Optional[float]:
-    """Pass 0's rate ("cold"), or with index 1 the fastest later pass's ("warm")."""
+    """Pass 0's rate ("cold"; the median with the first passes of the extra fresh processes,
+    when there are some), or with index 1 the fastest later pass's ("warm")."""
     passes = result.get("passes") or []
     if index == 0:
-        return passes[0]["per_s"] if passes else None
+        firsts = ([passes[0]["per_s"]] if passes else []) + [r for r in result.get("cold_repeats", []) if r]
+        return statistics.median(firsts) if firsts else None
     later = [p["per_s"] for p in passes[1:]]
     return max(later) if later else None
 
@@ -342,6 +347,10 @@ def main() -> None:
                 print(key, json.dumps(runs[key]))
                 if runs[key].get("decode_only_s"):
                     decoded["masks"].append(runs[key]["decode_only_s"])
+        for _ in range(COLD_REPEATS):  # more cold passes, each in a fresh process, real and sorted taking turns
+            for kind in ("real", "sorted"):
+                extra = run_child({"frames": str(paths[kind]), "images": False, "passes": 1, "budget": args.budget})
+                runs[f"{set_name}/{kind}_label_maps"].setdefault("cold_repeats", []).append(rate(extra, 0))
         decode_only()
         decode[set_name] = {"samples": n_samples, "mask_files": len(mask_files), "image_files": len(image_files),
                             "label_maps_per_s": round(n_samples / min(decoded["masks"]), 1),  # a mask frame per sample
