@@ -21,8 +21,8 @@ MaskLabels = Sequence["ColourDecl"]
 
 def normalise_colour(value: Sequence[int]) -> Colour:
     """[v] with v <= 255 is the grey (v, v, v); [v] above 255 stays a 16-bit grey."""
-    if type(value) is tuple and len(value) == 3:  # the usual case: an (r, g, b) of ints, as parsed
-        return value
+    if type(value) is tuple and len(value) == 3 and type(value[0]) is type(value[1]) is type(value[2]) is int:
+        return value  # the usual case: an (r, g, b) of Python ints, as parsed
     if len(value) == 1 and value[0] <= 255:
         return (value[0],) * 3
     return tuple(int(c) for c in value)

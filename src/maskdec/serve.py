@@ -1,6 +1,6 @@
 """Decoded frames for an iterator that yields samples in input order, within limits.
 
-Each media file is decoded forward by its own reader, in a decode-ahead thread,
+Each media file is opened and decoded forward by its own reader, in a decode-ahead thread,
 and serves the frames the plan needs from it. Input order may interleave many
 files or jump around one of them, so two limits keep the work bounded:
 
