@@ -483,3 +483,15 @@ def test_dataset_mask_labels_take_the_first_label_with_an_id():
     assert [d.name for d in found[("a", "m")]] == ["person"]
     found = mask_declarations(frame, mask_labels=decls)
     assert [d.name for d in found[("a", "m")]] == ["sitting"]
+
+
+def test_normalised_colours_are_tuples_of_python_ints():
+    """Greys widen to (v, v, v); whatever integers come in (numpy's from a picked pixel), plain
+    ints come out, as JSON writers of dataset metadata need."""
+    from maskdec.labels import normalise_colour
+
+    for value, want in (((1, 2, 3), (1, 2, 3)), ([4, 5, 6], (4, 5, 6)), ([7], (7, 7, 7)), ([300], (300,)),
+                        ((np.uint8(8), np.int64(9), 10), (8, 9, 10))):
+        got = normalise_colour(value)
+        assert got == want and type(got) is tuple and all(type(c) is int for c in got)
+        json.dumps(got)
