@@ -128,17 +128,6 @@ cdef inline Py_ssize_t _repair(const uint8_t* u_own, const uint8_t* v_own, const
     return coarse_label[_coarse(best)]
 
 
-cdef inline uint64_t _differs(const uint8_t* a, const uint8_t* b, Py_ssize_t words) noexcept nogil:
-    """Nonzero when the 8 * words bytes at a and b differ (branch-free: xor, or)."""
-    cdef uint64_t x, y, d = 0
-    cdef Py_ssize_t k
-    for k in range(words):
-        memcpy(&x, a + 8 * k, 8)
-        memcpy(&y, b + 8 * k, 8)
-        d |= x ^ y
-    return d
-
-
 cdef inline void _fill(label_t* out, label_t value, Py_ssize_t n) noexcept nogil:
     """out[0:n] = value."""
     cdef Py_ssize_t j
@@ -175,7 +164,8 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
     at each of its cells' centre (both small enough to stay in cache), its label
     from `remap`. Pixels off edges (flat regions, declared or not) are never
     visited: edges are found on the chroma rows first (16 columns at a time with
-    SSE2), once for the two pixel rows of a 4:2:0 chroma row. `scratch`:
+    SSE2, flat stretches 32 at a time with AVX2), once for the two pixel rows of
+    a 4:2:0 chroma row. `scratch`:
     (8, w + 8) bytes or more (each pixel row's candidate positions), one per
     concurrent call.
 
@@ -245,7 +235,7 @@ def map_yuv(const uint8_t[:, :] y, const uint8_t[:, :] u, const uint8_t[:, :] v,
                     # 4 chroma columns (8 pixels of each row) whose Y, U and V all equal the
                     # previous column's have its labels: masks are mostly flat, so most of a
                     # frame is copied, not looked up (a check per 8 pixels where it is not);
-                    # 16 columns at once first, as flat runs are long
+                    # 32 (AVX2) or 16 columns at once first, as flat runs are long
                     if avx2 and 0 < c <= half - 32 and md_flat32(yrow + 2 * c, ynext + 2 * c, urow + c, vrow + c):
                         _fill(orow + 2 * c, orow[2 * c - 1], 64)
                         _fill(onext + 2 * c, onext[2 * c - 1], 64)
@@ -434,6 +424,17 @@ cdef extern from *:
             && (udn == NULL || (a == udn[c * us] && b == vdn[c * vs]));
     }
 
+    /* Nonzero when the 8 * words bytes at a and b differ (branch-free: xor, or). */
+    static inline uint64_t md_differs(const uint8_t* a, const uint8_t* b, int words) {
+        uint64_t x, y, d = 0;
+        for (int k = 0; k < words; k++) {
+            memcpy(&x, a + 8 * k, 8);
+            memcpy(&y, b + 8 * k, 8);
+            d |= x ^ y;
+        }
+        return d;
+    }
+
     /* The index of the lowest-addressed nonzero byte of the 8 bytes read into x (x != 0), or -1 where
        that is not the lowest-order byte (not little-endian). */
     static inline Py_ssize_t md_first_byte(uint64_t x) {
@@ -461,16 +462,8 @@ cdef extern from *:
             _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)v), _mm_loadu_si128((const __m128i*)(v - 1)))));
         return _mm_movemask_epi8(same) == 0xFFFF;
     #else
-        uint64_t d = 0, a, b;
-        for (int k = 0; k < 4; k++) {
-            memcpy(&a, y0 + 8 * k, 8); memcpy(&b, y0 + 8 * k - 1, 8); d |= a ^ b;
-            memcpy(&a, y1 + 8 * k, 8); memcpy(&b, y1 + 8 * k - 1, 8); d |= a ^ b;
-        }
-        for (int k = 0; k < 2; k++) {
-            memcpy(&a, u + 8 * k, 8); memcpy(&b, u + 8 * k - 1, 8); d |= a ^ b;
-            memcpy(&a, v + 8 * k, 8); memcpy(&b, v + 8 * k - 1, 8); d |= a ^ b;
-        }
-        return d == 0;
+        return (md_differs(y0, y0 - 1, 4) | md_differs(y1, y1 - 1, 4) | md_differs(u, u - 1, 2)
+                | md_differs(v, v - 1, 2)) == 0;
     #endif
     }
 
@@ -519,7 +512,7 @@ cdef extern from *:
        far from every palette colour (bit key of `far`). Appends each row's candidates' positions, in
        ascending order, to its spots, and stores their number in *n_up, *n_dn. Packed rows go 16 columns
        at a time where SSE2 is available (else 8, skipping only flat runs), skipping columns equal to all
-       their neighbours. */
+       their neighbours, 32 at a time first where AVX2 is. */
     static void md_edge_candidates(const uint8_t* u, const uint8_t* v, const uint8_t* uup, const uint8_t* vup,
                                    const uint8_t* udn, const uint8_t* vdn, Py_ssize_t us, Py_ssize_t vs,
                                    Py_ssize_t cw, const uint8_t* yup, const uint8_t* ydn, Py_ssize_t ys,
@@ -591,6 +584,7 @@ cdef extern from *:
     int md_avx2
     void md_cpu_init(int allowed) noexcept nogil
     bint md_flat32(const uint8_t* y0, const uint8_t* y1, const uint8_t* u, const uint8_t* v) noexcept nogil
+    uint64_t md_differs(const uint8_t* a, const uint8_t* b, int words) noexcept nogil
     Py_ssize_t md_first_byte(uint64_t x) noexcept nogil
     bint md_flat16(const uint8_t* y0, const uint8_t* y1, const uint8_t* u, const uint8_t* v) noexcept nogil
     void md_edge_candidates(const uint8_t* u, const uint8_t* v, const uint8_t* uup, const uint8_t* vup,
@@ -729,7 +723,7 @@ cdef inline Py_ssize_t _same_until(const pal_t* row, Py_ssize_t j, Py_ssize_t w)
     then finds the differing value from the lowest differing byte."""
     cdef uint64_t a, b
     cdef Py_ssize_t step = 8 // sizeof(pal_t), at
-    while j + 4 * step <= w and _differs(<const uint8_t*>(row + j), <const uint8_t*>(row + j - 1), 4) == 0:
+    while j + 4 * step <= w and md_differs(<const uint8_t*>(row + j), <const uint8_t*>(row + j - 1), 4) == 0:
         j = j + 4 * step
     while j + step <= w:
         memcpy(&a, row + j, 8)
